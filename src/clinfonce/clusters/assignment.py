@@ -1,0 +1,151 @@
+"""The result of stage 1: one cluster id per sample, and how it was made."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from clinfonce._io import atomic_write_with, json_default, write_json
+
+
+@dataclass(frozen=True)
+class ClusterAssignment:
+    """Cluster ids of N samples, contiguous in ``0..K-1``, with their provenance.
+
+    Attributes:
+        ids: ``np.int64 [N]``; every id in ``0..K-1`` has at least one member.
+        provenance: JSON-serialisable description of how the clusters were made (method, parameters,
+            counts of special cases such as rows with missing values).
+        keys: optional ``[K]`` strings; ``keys[c]`` is the original token of cluster ``c`` (an ancestor
+            class, an attribute combination, ...). This is the mapping back from the contiguous ids.
+    """
+
+    ids: np.ndarray
+    provenance: dict[str, Any] = field(default_factory=dict)
+    keys: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        ids = np.asarray(self.ids)
+        if ids.ndim != 1:
+            raise ValueError(f"cluster ids must be one-dimensional, got shape {ids.shape}")
+        if ids.size and not np.issubdtype(ids.dtype, np.integer):
+            raise ValueError(f"cluster ids must be integers, got dtype {ids.dtype}")
+        ids = ids.astype(np.int64, copy=False)
+        if ids.size:
+            if ids.min() < 0:
+                raise ValueError("cluster ids must be non-negative")
+            sizes = np.bincount(ids)
+            if (sizes == 0).any():
+                empty = np.flatnonzero(sizes == 0)[:5].tolist()
+                raise ValueError(f"cluster ids are not contiguous: clusters {empty} have no member")
+        object.__setattr__(self, "ids", ids)
+        if self.keys is not None:
+            keys = tuple(str(key) for key in self.keys)
+            if len(keys) != self.n_clusters:
+                raise ValueError(f"{len(keys)} keys given for {self.n_clusters} clusters")
+            object.__setattr__(self, "keys", keys)
+        json.dumps(self.provenance, default=json_default)  # fail early, not when saving
+
+    @property
+    def n(self) -> int:
+        """Number of samples."""
+        return int(self.ids.size)
+
+    @property
+    def n_clusters(self) -> int:
+        """Number of clusters K."""
+        return int(self.ids.max()) + 1 if self.ids.size else 0
+
+    @property
+    def sizes(self) -> np.ndarray:
+        """``np.int64 [K]``: members per cluster."""
+        return np.bincount(self.ids, minlength=self.n_clusters).astype(np.int64)
+
+    @classmethod
+    def from_tokens(
+        cls,
+        tokens: Sequence[Any] | np.ndarray,
+        provenance: Mapping[str, Any],
+        singleton_rows: np.ndarray | None = None,
+    ) -> ClusterAssignment:
+        """Remap arbitrary equality tokens to contiguous ids in a deterministic order.
+
+        Clusters are numbered in sorted order of their tokens, so the same tokens always give the same ids
+        (unlike Python ``set`` iteration order). Rows flagged in ``singleton_rows`` (``bool [N]``), e.g.
+        rows with missing auxiliary information, each get a cluster of their own, numbered after the
+        others in row order; their key is ``"<singleton:row>"``.
+
+        Args:
+            tokens: ``[N]`` hashable, mutually comparable tokens (ints, strings, or a structured / void
+                array). Tokens of singleton rows are ignored.
+            provenance: how the tokens were made; copied into the result.
+            singleton_rows: optional ``bool [N]``.
+        """
+        tokens = np.asarray(tokens)
+        n = len(tokens)
+        singleton_rows = np.zeros(n, dtype=bool) if singleton_rows is None else np.asarray(singleton_rows, bool)
+        if singleton_rows.shape != (n,):
+            raise ValueError(f"singleton_rows has shape {singleton_rows.shape}, expected ({n},)")
+        ids = np.empty(n, dtype=np.int64)
+        regular = ~singleton_rows
+        unique, inverse = np.unique(tokens[regular], return_inverse=True)
+        ids[regular] = inverse.reshape(-1)
+        singles = np.flatnonzero(singleton_rows)
+        ids[singles] = len(unique) + np.arange(len(singles))
+        keys = [_token_str(token) for token in unique] + [f"<singleton:{row}>" for row in singles]
+        return cls(ids=ids, provenance=dict(provenance), keys=tuple(keys))
+
+    def save(self, path: str | os.PathLike, columns: Mapping[str, Sequence[Any]] | None = None) -> Path:
+        """Write ``path`` (CSV: the given ``columns``, then ``cluster``) and the provenance JSON beside it.
+
+        The JSON goes to ``path`` with suffix ``.json`` and holds the provenance, counts and the keys.
+        Both files are written atomically. Returns the JSON path.
+        """
+        path = Path(path)
+        frame = pd.DataFrame({name: list(values) for name, values in (columns or {}).items()})
+        if len(frame.columns) and len(frame) != self.n:
+            raise ValueError(f"columns have {len(frame)} rows, the assignment has {self.n}")
+        frame["cluster"] = self.ids
+        atomic_write_with(path, lambda tmp: frame.to_csv(tmp, index=False))
+        json_path = path.with_suffix(".json")
+        write_json(json_path, self.to_json())
+        return json_path
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object :meth:`save` writes beside the CSV."""
+        return {
+            "n": self.n,
+            "n_clusters": self.n_clusters,
+            "provenance": self.provenance,
+            "keys": list(self.keys) if self.keys is not None else None,
+        }
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> ClusterAssignment:
+        """Read what :meth:`save` wrote (the CSV's ``cluster`` column and the JSON beside it)."""
+        path = Path(path)
+        frame = pd.read_csv(path)
+        if "cluster" not in frame.columns:
+            raise ValueError(f"{path}: no 'cluster' column")
+        meta_path = path.with_suffix(".json")
+        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        keys = meta.get("keys")
+        return cls(
+            ids=frame["cluster"].to_numpy(np.int64),
+            provenance=meta.get("provenance", {}),
+            keys=tuple(keys) if keys is not None else None,
+        )
+
+
+def _token_str(token: Any) -> str:
+    if isinstance(token, np.void):
+        return token.tobytes().hex()
+    return str(token.item() if isinstance(token, np.generic) else token)
+
