@@ -90,7 +90,9 @@ class ClusterAssignment:
         """
         tokens = np.asarray(tokens)
         n = len(tokens)
-        singleton_rows = np.zeros(n, dtype=bool) if singleton_rows is None else np.asarray(singleton_rows, bool)
+        singleton_rows = (
+            np.zeros(n, dtype=bool) if singleton_rows is None else np.asarray(singleton_rows, bool)
+        )
         if singleton_rows.shape != (n,):
             raise ValueError(f"singleton_rows has shape {singleton_rows.shape}, expected ({n},)")
         ids = np.empty(n, dtype=np.int64)
@@ -148,4 +150,3 @@ def _token_str(token: Any) -> str:
     if isinstance(token, np.void):
         return token.tobytes().hex()
     return str(token.item() if isinstance(token, np.generic) else token)
-

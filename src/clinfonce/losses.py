@@ -1,0 +1,260 @@
+"""Stage 2: the Cl-InfoNCE loss. SimCLR (NT-Xent) and SupCon are special cases of the same function.
+
+For a batch of N samples with V views each there are M = N·V embeddings ``z_a`` (L2-normalised inside the
+loss), and ``c(a)`` is the cluster of the sample behind view ``a``. With positives
+``P(a) = {p != a : c(p) = c(a)}``, the loss is the "L_out" form of the supervised contrastive loss::
+
+    l_a  = -(1/|P(a)|) * sum_{p in P(a)} log( exp(z_a.z_p / t) / sum_{b != a} exp(z_a.z_b / t) )
+    loss = mean over anchors a with |P(a)| > 0 of l_a
+
+Because the average over positives sits outside the log it splits into two terms::
+
+    l_a = logsumexp_{b != a}(z_a.z_b / t)  -  z_a . (sum_{p in P(a)} z_p) / (t |P(a)|)
+
+The second needs only per-cluster sums of embeddings (O(M·D), no M x M mask). The first is computed by a
+chunked log-sum-exp with a hand-written backward that recomputes each block of logits, so memory grows as
+``chunk x M`` instead of ``M x M`` and no dense mask is ever built.
+
+Beware: public libraries use "SupCon" for three different formulas (L_out; L_in, the log of the summed
+positive probability; and a per-pair form with the other positives removed from the denominator). This
+module implements L_out only, as the paper does.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from clinfonce import dist
+
+#: Logits per block of the chunked log-sum-exp: 4M float32 = 16 MiB, small enough to stay in cache-friendly
+#: sizes on CPU and large enough to keep a GPU busy.
+_BLOCK_ELEMENTS = 1 << 22
+
+
+class ClInfoNCELoss(nn.Module):
+    """Cluster-level InfoNCE (Cl-InfoNCE) over ``[N, V, D]`` features and ``[N]`` cluster ids.
+
+    Args:
+        temperature: softmax temperature t > 0 (the paper: 0.1 for auxiliary clusters, 0.2 for K-means).
+        base_temperature: if given, the loss is multiplied by ``temperature / base_temperature``, as the
+            authors' code does with 0.07. It only rescales the learning rate; ``None`` (default) leaves the
+            loss unscaled.
+        gather_distributed: gather features (with gradients) and ids from every rank of the default process
+            group, so each rank's anchors are contrasted with the global batch. Every rank must hold the
+            same number of samples. The loss is the mean over this rank's anchors; DDP's gradient averaging
+            then gives the gradient of the global mean.
+        chunk_size: anchors per block of logits; ``None`` picks about 4M logits per block. Memory of the
+            loss grows as ``chunk_size x M``.
+
+    After every call, ``anchors_without_positive`` holds (as a 0-d tensor) how many anchors had no positive
+    and were left out of the mean; this can only happen with V = 1.
+
+    Example:
+        >>> loss_fn = ClInfoNCELoss(temperature=0.1)
+        >>> features = torch.randn(8, 2, 128)   # 8 images, 2 views, 128-d projections
+        >>> clusters = torch.tensor([0, 0, 1, 1, 1, 2, 3, 3])
+        >>> loss = loss_fn(features, clusters)   # cluster_ids=None gives SimCLR, labels give SupCon
+    """
+
+    anchors_without_positive: Tensor
+
+    def __init__(
+        self,
+        temperature: float = 0.1,
+        base_temperature: float | None = None,
+        gather_distributed: bool = False,
+        chunk_size: int | None = None,
+    ) -> None:
+        super().__init__()
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        if base_temperature is not None and not base_temperature > 0:
+            raise ValueError(f"base_temperature must be > 0 or None, got {base_temperature}")
+        if chunk_size is not None and chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1 or None, got {chunk_size}")
+        if gather_distributed and not torch.distributed.is_available():
+            raise ValueError("gather_distributed=True needs torch.distributed, which this torch build lacks")
+        self.temperature = float(temperature)
+        self.base_temperature = base_temperature
+        self.gather_distributed = gather_distributed
+        self.chunk_size = chunk_size
+        self.register_buffer("anchors_without_positive", torch.zeros((), dtype=torch.long), persistent=False)
+
+    def extra_repr(self) -> str:
+        return (
+            f"temperature={self.temperature}, base_temperature={self.base_temperature}, "
+            f"gather_distributed={self.gather_distributed}"
+        )
+
+    def forward(
+        self, features: Tensor, cluster_ids: Tensor | None = None, pos_mask: Tensor | None = None
+    ) -> Tensor:
+        """Compute the loss.
+
+        Args:
+            features: ``[N, V, D]`` floating point, any scale (normalised here). Low-precision inputs
+                (fp16/bf16, e.g. under autocast) are computed in float32.
+            cluster_ids: ``[N]`` integers of any values; samples with equal ids are positives. ``None``: every
+                sample is its own cluster (SimCLR / NT-Xent). Downstream labels give SupCon.
+            pos_mask: ``bool [N, N]`` (``[N, world_size * N]`` with ``gather_distributed``): ``pos_mask[i, j]``
+                makes sample j a positive of sample i, for positive structures that are not a partition
+                (multi-label). A sample's own other views are always positives, whatever its diagonal says.
+                Exclusive with ``cluster_ids``.
+
+        Returns:
+            Scalar loss, in the dtype of the computation (float32, or float64 for float64 features).
+        """
+        n_local, n_views = _check_inputs(features, cluster_ids, pos_mask, self.gather_distributed)
+        with torch.autocast(device_type=features.device.type, enabled=False):
+            z = features if features.dtype == torch.float64 else features.float()
+            z = nn.functional.normalize(z, dim=-1).reshape(n_local * n_views, -1)  # [M, D], sample-major
+            gather = self.gather_distributed and dist.world_size() > 1
+            bank = dist.gather_with_grad(z) if gather else z  # [M_all, D]
+            offset = dist.rank() * n_local if gather else 0  # first sample of this rank in the bank
+            positive_sum, positive_count = _positive_sums(
+                z, bank, n_views, offset, cluster_ids, pos_mask, gather
+            )
+            self_index = torch.arange(z.shape[0], device=z.device) + offset * n_views
+            chunk = self.chunk_size or max(1, _BLOCK_ELEMENTS // bank.shape[0])
+            lse = _ExcludeSelfLogSumExp.apply(z, bank, self_index, 1.0 / self.temperature, chunk)  # [M]
+            positive_logit = (z * positive_sum).sum(dim=1) / self.temperature  # [M]
+            has_positive = positive_count > 0
+            per_anchor = lse - positive_logit / positive_count.clamp(min=1)
+            n_valid = has_positive.sum()
+            self.anchors_without_positive = has_positive.numel() - n_valid
+            # Mean over anchors with a positive, without a host sync; a batch where no anchor has one
+            # gives 0 with a graph attached, so backward() still works.
+            loss = torch.where(has_positive, per_anchor, 0.0).sum() / n_valid.clamp(min=1)
+            if self.base_temperature is not None:
+                loss = loss * (self.temperature / self.base_temperature)
+            return loss
+
+
+def _check_inputs(
+    features: Tensor, cluster_ids: Tensor | None, pos_mask: Tensor | None, gather: bool
+) -> tuple[int, int]:
+    """Validate shapes and dtypes; return (N, V)."""
+    if not isinstance(features, Tensor) or features.dim() != 3:
+        shape = tuple(features.shape) if isinstance(features, Tensor) else type(features).__name__
+        raise ValueError(f"features must be a tensor of shape [N, V, D], got {shape}")
+    if not features.is_floating_point():
+        raise ValueError(f"features must be floating point, got {features.dtype}")
+    n, v, d = features.shape
+    if n < 1 or v < 1 or d < 1:
+        raise ValueError(f"features must have N, V, D >= 1, got shape {tuple(features.shape)}")
+    if not gather and n * v < 2:
+        raise ValueError("the contrast set is empty: a batch needs at least two embeddings (N * V >= 2)")
+    if cluster_ids is not None and pos_mask is not None:
+        raise ValueError("give cluster_ids or pos_mask, not both")
+    if cluster_ids is not None:
+        if not isinstance(cluster_ids, Tensor) or cluster_ids.shape != (n,):
+            shape = (
+                tuple(cluster_ids.shape) if isinstance(cluster_ids, Tensor) else type(cluster_ids).__name__
+            )
+            raise ValueError(f"cluster_ids must have shape [N] = [{n}], got {shape}")
+        if cluster_ids.is_floating_point() or cluster_ids.is_complex() or cluster_ids.dtype == torch.bool:
+            raise ValueError(f"cluster_ids must be an integer tensor, got {cluster_ids.dtype}")
+    if pos_mask is not None:
+        if not isinstance(pos_mask, Tensor) or pos_mask.dtype != torch.bool:
+            raise ValueError("pos_mask must be a bool tensor")
+        columns = n * dist.world_size() if gather else n
+        if pos_mask.shape != (n, columns):
+            raise ValueError(f"pos_mask must have shape [{n}, {columns}], got {tuple(pos_mask.shape)}")
+    return n, v
+
+
+def _positive_sums(
+    z: Tensor,
+    bank: Tensor,
+    n_views: int,
+    offset: int,
+    cluster_ids: Tensor | None,
+    pos_mask: Tensor | None,
+    gather: bool,
+) -> tuple[Tensor, Tensor]:
+    """For each anchor, the sum of its positives' embeddings and their number.
+
+    Args:
+        z: ``[M, D]`` this rank's anchors (sample-major: row ``i * V + v`` is view v of sample i).
+        bank: ``[M_all, D]`` the contrast set (``z`` itself without gathering).
+        offset: index of this rank's first sample in the bank.
+
+    Returns:
+        ``([M, D], [M])``: ``sum_{p in P(a)} z_p`` and ``|P(a)|``.
+    """
+    n_bank = bank.shape[0] // n_views
+    sample_sums = bank.reshape(n_bank, n_views, -1).sum(dim=1)  # [N_all, D]
+    n_local = z.shape[0] // n_views
+    if pos_mask is not None:
+        own = torch.arange(n_local, device=z.device)
+        mask = pos_mask.to(z.device).clone()
+        mask[own, own + offset] = True  # a sample's other views are always positives
+        sums = mask.to(bank.dtype) @ sample_sums  # [N, D]
+        counts = mask.sum(dim=1) * n_views  # [N]
+    else:
+        if cluster_ids is None:
+            bank_ids = torch.arange(n_bank, device=z.device)
+        else:
+            ids = cluster_ids.to(z.device)
+            bank_ids = dist.gather_no_grad(ids) if gather else ids
+        _, inverse = torch.unique(bank_ids, return_inverse=True)  # [N_all] in 0..K-1
+        n_clusters = int(inverse.max()) + 1
+        cluster_sums = sample_sums.new_zeros(n_clusters, sample_sums.shape[1]).index_add_(
+            0, inverse, sample_sums
+        )
+        cluster_counts = torch.bincount(inverse, minlength=n_clusters) * n_views
+        local = inverse[offset : offset + n_local]
+        sums, counts = cluster_sums[local], cluster_counts[local]
+    # Expand samples to their views and take each anchor itself out of its own positives.
+    sums = sums.repeat_interleave(n_views, dim=0) - z
+    counts = counts.repeat_interleave(n_views, dim=0) - 1
+    return sums, counts
+
+
+class _ExcludeSelfLogSumExp(torch.autograd.Function):
+    """``lse[a] = logsumexp_{b != self_index[a]}(anchors[a] . bank[b] * inv_tau)``, in blocks of anchors.
+
+    Forward keeps only the inputs and the ``[A]`` result; backward recomputes each ``[chunk, B]`` block of
+    logits, so peak memory is ``O(chunk x B)`` rather than ``O(A x B)``. When ``anchors`` and ``bank`` are
+    the same tensor autograd adds the two gradients, as it should.
+    """
+
+    @staticmethod
+    def forward(ctx, anchors: Tensor, bank: Tensor, self_index: Tensor, inv_tau: float, chunk: int) -> Tensor:
+        lse = anchors.new_empty(anchors.shape[0])
+        for start in range(0, anchors.shape[0], chunk):
+            stop = min(start + chunk, anchors.shape[0])
+            logits = _block_logits(anchors, bank, self_index, inv_tau, start, stop)
+            lse[start:stop] = torch.logsumexp(logits, dim=1)
+        ctx.save_for_backward(anchors, bank, self_index, lse)
+        ctx.inv_tau, ctx.chunk = inv_tau, chunk
+        return lse
+
+    @staticmethod
+    def backward(ctx, grad_lse: Tensor) -> tuple[Tensor | None, Tensor | None, None, None, None]:
+        anchors, bank, self_index, lse = ctx.saved_tensors
+        inv_tau, chunk = ctx.inv_tau, ctx.chunk
+        grad_anchors = torch.empty_like(anchors) if ctx.needs_input_grad[0] else None
+        grad_bank = torch.zeros_like(bank) if ctx.needs_input_grad[1] else None
+        for start in range(0, anchors.shape[0], chunk):
+            stop = min(start + chunk, anchors.shape[0])
+            weights = _block_logits(anchors, bank, self_index, inv_tau, start, stop)
+            # softmax over b != a, scaled by the incoming gradient and the 1/t of the logits
+            weights.sub_(lse[start:stop, None]).exp_().mul_(grad_lse[start:stop, None] * inv_tau)
+            if grad_anchors is not None:
+                torch.mm(weights, bank, out=grad_anchors[start:stop])
+            if grad_bank is not None:
+                grad_bank.addmm_(weights.T, anchors[start:stop])
+        return grad_anchors, grad_bank, None, None, None
+
+
+def _block_logits(
+    anchors: Tensor, bank: Tensor, self_index: Tensor, inv_tau: float, start: int, stop: int
+) -> Tensor:
+    """``[stop - start, B]`` logits of anchors ``start:stop`` against the bank, self set to ``-inf``."""
+    logits = anchors[start:stop] @ bank.T
+    logits.mul_(inv_tau)
+    rows = torch.arange(stop - start, device=anchors.device)
+    logits[rows, self_index[start:stop]] = float("-inf")
+    return logits
