@@ -1,5 +1,34 @@
-"""Stage 1: auxiliary information (or features) -> cluster ids."""
+"""Stage 1: auxiliary information (or the model's own features) -> cluster ids.
+
+Every function returns a :class:`ClusterAssignment` (contiguous ids, keys, provenance).
+"""
 
 from clinfonce.clusters.assignment import ClusterAssignment
+from clinfonce.clusters.attributes import (
+    AttributeRanking,
+    BinaryAttributes,
+    attribute_clusters,
+    binarize,
+    rank_attributes,
+)
+from clinfonce.clusters.hierarchy import hierarchy_clusters, root_paths
+from clinfonce.clusters.kmeans import KMeansResult, fit_kmeans, kmeans_clusters
+from clinfonce.clusters.stats import ClusterStats, cluster_stats
+from clinfonce.clusters.wordnet import WordNet
 
-__all__ = ["ClusterAssignment"]
+__all__ = [
+    "AttributeRanking",
+    "BinaryAttributes",
+    "ClusterAssignment",
+    "ClusterStats",
+    "KMeansResult",
+    "WordNet",
+    "attribute_clusters",
+    "binarize",
+    "cluster_stats",
+    "fit_kmeans",
+    "hierarchy_clusters",
+    "kmeans_clusters",
+    "rank_attributes",
+    "root_paths",
+]

@@ -78,30 +78,52 @@ class ClusterAssignment:
         """Remap arbitrary equality tokens to contiguous ids in a deterministic order.
 
         Clusters are numbered in sorted order of their tokens, so the same tokens always give the same ids
-        (unlike Python ``set`` iteration order). Rows flagged in ``singleton_rows`` (``bool [N]``), e.g.
-        rows with missing auxiliary information, each get a cluster of their own, numbered after the
-        others in row order; their key is ``"<singleton:row>"``.
+        (unlike Python ``set`` iteration order). The key of a cluster is its token as a string.
 
         Args:
-            tokens: ``[N]`` hashable, mutually comparable tokens (ints, strings, or a structured / void
-                array). Tokens of singleton rows are ignored.
+            tokens: ``[N]`` hashable, mutually comparable tokens (ints, strings, bytes). Tokens of
+                singleton rows are ignored.
             provenance: how the tokens were made; copied into the result.
-            singleton_rows: optional ``bool [N]``.
+            singleton_rows: optional ``bool [N]``, see :meth:`from_inverse`.
         """
         tokens = np.asarray(tokens)
-        n = len(tokens)
-        singleton_rows = (
-            np.zeros(n, dtype=bool) if singleton_rows is None else np.asarray(singleton_rows, bool)
-        )
-        if singleton_rows.shape != (n,):
-            raise ValueError(f"singleton_rows has shape {singleton_rows.shape}, expected ({n},)")
-        ids = np.empty(n, dtype=np.int64)
-        regular = ~singleton_rows
+        regular = _regular_rows(singleton_rows, len(tokens))
         unique, inverse = np.unique(tokens[regular], return_inverse=True)
-        ids[regular] = inverse.reshape(-1)
-        singles = np.flatnonzero(singleton_rows)
-        ids[singles] = len(unique) + np.arange(len(singles))
-        keys = [_token_str(token) for token in unique] + [f"<singleton:{row}>" for row in singles]
+        if unique.dtype.kind == "S":
+            keys = unique.astype(str).tolist()
+        else:
+            keys = [str(token) for token in unique.tolist()]
+        return cls.from_inverse(inverse.reshape(-1), keys, provenance, singleton_rows)
+
+    @classmethod
+    def from_inverse(
+        cls,
+        inverse: np.ndarray,
+        keys: Sequence[str],
+        provenance: Mapping[str, Any],
+        singleton_rows: np.ndarray | None = None,
+    ) -> ClusterAssignment:
+        """Build an assignment from ids already in ``0..K-1`` for the regular rows.
+
+        Rows flagged in ``singleton_rows`` (``bool [N]``), e.g. rows with missing auxiliary information,
+        each get a cluster of their own, numbered after the others in row order; their key is
+        ``"<singleton:row>"``.
+
+        Args:
+            inverse: ``int [N_regular]``: ids of the rows not flagged, in row order.
+            keys: ``[K]`` the token of each regular cluster.
+            provenance: how the ids were made; copied into the result.
+            singleton_rows: optional ``bool [N]`` with ``N - N_regular`` True entries.
+        """
+        n = len(inverse) if singleton_rows is None else len(singleton_rows)
+        regular = _regular_rows(singleton_rows, n)
+        if np.count_nonzero(regular) != len(inverse):
+            raise ValueError(f"{len(inverse)} ids given for {np.count_nonzero(regular)} regular rows")
+        ids = np.empty(n, dtype=np.int64)
+        ids[regular] = inverse
+        singles = np.flatnonzero(~regular)
+        ids[singles] = len(keys) + np.arange(len(singles))
+        keys = [*keys, *(f"<singleton:{row}>" for row in singles)]
         return cls(ids=ids, provenance=dict(provenance), keys=tuple(keys))
 
     def save(self, path: str | os.PathLike, columns: Mapping[str, Sequence[Any]] | None = None) -> Path:
@@ -146,7 +168,11 @@ class ClusterAssignment:
         )
 
 
-def _token_str(token: Any) -> str:
-    if isinstance(token, np.void):
-        return token.tobytes().hex()
-    return str(token.item() if isinstance(token, np.generic) else token)
+def _regular_rows(singleton_rows: np.ndarray | None, n: int) -> np.ndarray:
+    """``bool [n]``: rows that are not singletons."""
+    if singleton_rows is None:
+        return np.ones(n, dtype=bool)
+    singleton_rows = np.asarray(singleton_rows, dtype=bool)
+    if singleton_rows.shape != (n,):
+        raise ValueError(f"singleton_rows has shape {singleton_rows.shape}, expected ({n},)")
+    return ~singleton_rows

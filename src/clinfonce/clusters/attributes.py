@@ -1,0 +1,438 @@
+"""Clusters from discrete attributes and tags: binarise, rank by entropy, cluster by top-k combinations.
+
+The recipe of the paper (UT-Zappos50K, CUB-200-2011, Wider Attribute):
+
+1. Every auxiliary column becomes one or more *binary attributes*:
+   - a boolean column, or a numeric column whose values are all 0/1, is one attribute (``"name"``);
+   - a categorical (string / object / category) column with m values becomes m one-hot attributes
+     (``"name=value"``, values in sorted order);
+   - a numeric column with other values is rejected unless a binning is given for it (``bins``): an int
+     asks for that many quantile bins, a list gives the bin edges; the bins are then one-hot attributes;
+   - a *tag* column (a list of tags per row, or a delimited string such as ``"#beach #sunset"``) gives one
+     attribute per distinct tag (``"name:tag"``), optionally only the ``top_tags`` most frequent ones.
+2. Attributes are ranked by the entropy of their 0/1 distribution (in bits), highest first; ties keep the
+   order of step 1 (columns in the order given), so the ranking is deterministic.
+3. The cluster of a row is the combination of its values on the top-k attributes. A larger k refines the
+   clusters of a smaller k.
+
+Missing values (NaN / None) are never guessed: a row whose value is missing in any of the top-k attributes
+gets a cluster of its own (for Cl-InfoNCE that row then behaves as in SimCLR), and the count of such rows
+is recorded in the provenance as ``n_missing_rows``. Rows with an empty tag list simply have no tag.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from clinfonce.clusters.assignment import ClusterAssignment
+from clinfonce.errors import InputError
+
+#: A categorical column with more distinct values than this is almost surely an identifier or free text.
+MAX_CATEGORIES = 1000
+_DEFAULT_TAG_SPLIT = re.compile(r"[\s,;|]+")
+
+
+@dataclass(frozen=True)
+class BinaryAttributes:
+    """Binary attributes of N rows.
+
+    Missingness belongs to a source column (all attributes made from one column are missing together),
+    so it is kept per column, and only for columns that have a missing value.
+
+    Attributes:
+        values: ``bool [N, A]``; False where the source value is missing.
+        names: ``[A]`` attribute names (``"col"``, ``"col=value"``, ``"col:tag"``).
+        sources: ``[A]`` the table column each attribute came from.
+        missing_rows: source column -> ``bool [N]`` rows where it is missing (columns with none are absent).
+    """
+
+    values: np.ndarray
+    names: tuple[str, ...]
+    sources: tuple[str, ...]
+    missing_rows: Mapping[str, np.ndarray]
+
+    def missing_count(self) -> np.ndarray:
+        """``int64 [A]``: rows where each attribute is missing."""
+        per_source = {name: int(rows.sum()) for name, rows in self.missing_rows.items()}
+        return np.array([per_source.get(source, 0) for source in self.sources], dtype=np.int64)
+
+    def positive_rate(self) -> np.ndarray:
+        """``float64 [A]``: fraction of non-missing rows where each attribute is 1."""
+        present = len(self.values) - self.missing_count()
+        ones = np.count_nonzero(self.values, axis=0)
+        return np.divide(ones, present, out=np.zeros(len(self.names)), where=present > 0)
+
+    def any_missing(self, attributes: np.ndarray) -> np.ndarray:
+        """``bool [N]``: rows missing any of the given attribute indices."""
+        rows = np.zeros(len(self.values), dtype=bool)
+        for source in {self.sources[i] for i in attributes}:
+            if source in self.missing_rows:
+                rows |= self.missing_rows[source]
+        return rows
+
+
+@dataclass(frozen=True)
+class AttributeRanking:
+    """Binary attributes in ranked order (most informative first).
+
+    Attributes:
+        names: ``[A]`` attribute names, ranked.
+        sources: ``[A]`` source columns, ranked.
+        entropy_bits: ``float64 [A]``, non-increasing.
+        positive_rate: ``float64 [A]``: fraction of non-missing rows where the attribute is 1.
+        missing_count: ``int64 [A]``: rows where the attribute is missing.
+        order: ``int64 [A]``: ``order[r]`` is the index in the binarised matrix of the attribute ranked r.
+    """
+
+    names: tuple[str, ...]
+    sources: tuple[str, ...]
+    entropy_bits: np.ndarray
+    positive_rate: np.ndarray
+    missing_count: np.ndarray
+    order: np.ndarray
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per attribute, ranked: ``rank, attribute, source, entropy_bits, positive_rate, missing``."""
+        return pd.DataFrame(
+            {
+                "rank": np.arange(1, len(self.names) + 1),
+                "attribute": self.names,
+                "source": self.sources,
+                "entropy_bits": self.entropy_bits,
+                "positive_rate": self.positive_rate,
+                "missing": self.missing_count,
+            }
+        )
+
+
+def binarize(
+    table: pd.DataFrame,
+    columns: Sequence[str] = (),
+    *,
+    tags: Sequence[str] = (),
+    bins: Mapping[str, int | Sequence[float]] | None = None,
+    top_tags: int | None = None,
+    tag_separator: str | None = None,
+) -> BinaryAttributes:
+    """Turn attribute and tag columns of ``table`` into binary attributes (rules in the module docstring).
+
+    Args:
+        table: one row per sample.
+        columns: attribute columns.
+        tags: tag columns (list-like cells or delimited strings).
+        bins: per numeric column, a number of quantile bins or a list of bin edges.
+        top_tags: keep only this many most frequent tags per tag column (ties broken by tag text).
+        tag_separator: delimiter of string tag cells; ``None`` splits on whitespace, commas, semicolons, bars.
+
+    Raises:
+        InputError: unknown column, a column given twice, a numeric non-0/1 column without bins, too many
+            categories, a column with no binary attribute.
+    """
+    columns, tags, bins = list(columns), list(tags), dict(bins or {})
+    _check_columns(table, [*columns, *tags])
+    for name in bins:
+        if name not in columns:
+            raise InputError(f"bins given for {name!r}, which is not among the attribute columns")
+    if not columns and not tags:
+        raise InputError("no attribute or tag column given")
+    binary = _binary_columns(table, [name for name in columns if name not in bins])
+    blocks: list[np.ndarray] = []
+    names: list[str] = []
+    sources: list[str] = []
+    missing_rows: dict[str, np.ndarray] = {}
+    for name in [*columns, *tags]:
+        column = table[name]
+        missing = column.isna().to_numpy() if name not in binary or binary[name] else None
+        if name in tags:
+            values, attribute_names = _binarize_tags(column, name, top_tags, tag_separator)
+            missing = np.array([_is_missing_cell(cell) for cell in column], dtype=bool)
+        elif name in binary:
+            values, attribute_names = None, [name]
+        else:
+            values, attribute_names = _binarize_categories(column, name, bins.get(name))
+        if missing is not None and missing.any():
+            missing_rows[name] = missing
+        blocks.append(values)
+        names.extend(attribute_names)
+        sources.extend([name] * len(attribute_names))
+    widths = [1 if block is None else block.shape[1] for block in blocks]
+    starts = np.cumsum([0, *widths[:-1]])
+    plain = [i for i, block in enumerate(blocks) if block is None]
+    plain_names = [[*columns, *tags][i] for i in plain]
+    if len(plain) == len(names):  # the common large case: every column is already binary
+        matrix = _ones(table, plain_names)
+    else:
+        matrix = np.empty((len(table), len(names)), dtype=bool)
+        if plain:
+            matrix[:, starts[plain]] = _ones(table, plain_names)
+        for start, width, block in zip(starts, widths, blocks, strict=True):
+            if block is not None:
+                matrix[:, start : start + width] = block
+    return BinaryAttributes(
+        values=matrix, names=tuple(names), sources=tuple(sources), missing_rows=missing_rows
+    )
+
+
+def rank_attributes(
+    table: pd.DataFrame | BinaryAttributes, columns: Sequence[str] = (), **binarize_options
+) -> AttributeRanking:
+    """Rank binary attributes by entropy, highest first; ties keep the binarisation order.
+
+    Args:
+        table: a table (binarised with :func:`binarize` and ``binarize_options``) or binary attributes.
+        columns: attribute columns of the table.
+    """
+    attributes = (
+        table if isinstance(table, BinaryAttributes) else binarize(table, columns, **binarize_options)
+    )
+    rate = attributes.positive_rate()
+    entropy = _binary_entropy(rate)
+    order = np.argsort(-entropy, kind="stable")
+    return AttributeRanking(
+        names=tuple(attributes.names[i] for i in order),
+        sources=tuple(attributes.sources[i] for i in order),
+        entropy_bits=entropy[order],
+        positive_rate=rate[order],
+        missing_count=attributes.missing_count()[order],
+        order=order.astype(np.int64),
+    )
+
+
+def attribute_clusters(
+    table: pd.DataFrame | BinaryAttributes,
+    columns: Sequence[str] = (),
+    k: int = 1,
+    **binarize_options,
+) -> ClusterAssignment:
+    """Cluster rows by their values on the k highest-entropy binary attributes.
+
+    Args:
+        table: a table or already binarised attributes.
+        columns: attribute columns; tag columns and bins go in ``binarize_options`` (see :func:`binarize`).
+        k: number of top-ranked binary attributes to combine, ``1 <= k <= A``.
+
+    Returns:
+        Ids in ``0..K-1`` (clusters ordered by their bit pattern on the top-k attributes, then one singleton
+        per row with a missing value, in row order). ``keys[c]`` is the bit pattern of cluster c as a string
+        of k ``0``/``1`` characters in rank order; the provenance lists the k attributes and their entropies.
+    """
+    attributes = (
+        table if isinstance(table, BinaryAttributes) else binarize(table, columns, **binarize_options)
+    )
+    ranking = rank_attributes(attributes)
+    n_attributes = len(ranking.names)
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= n_attributes:
+        raise InputError(
+            f"k must be an integer in 1..{n_attributes} (the number of binary attributes), got {k!r}"
+        )
+    top = ranking.order[:k]
+    incomplete = attributes.any_missing(top)
+    selected = attributes.values[:, top]  # [N, k]
+    packed = np.packbits(
+        selected[~incomplete] if incomplete.any() else selected, axis=1
+    )  # [N_regular, ceil(k/8)]
+    inverse, first = _unique_rows(packed)
+    patterns = np.unpackbits(packed[first], axis=1, count=k) + ord("0")
+    keys = np.ascontiguousarray(patterns).view(f"S{k}").reshape(-1).astype(str).tolist()
+    provenance = {
+        "method": "attributes",
+        "k": int(k),
+        "attributes": list(ranking.names[:k]),
+        "entropy_bits": [round(float(h), 6) for h in ranking.entropy_bits[:k]],
+        "sources": sorted(set(attributes.sources)),
+        "n_binary_attributes": n_attributes,
+        "ranking": "entropy of the 0/1 distribution, highest first; ties keep column order",
+        "missing_policy": "a row missing any of the top-k attributes is its own singleton cluster",
+        "n_missing_rows": int(incomplete.sum()),
+        **{key: value for key, value in binarize_options.items() if value is not None},
+    }
+    return ClusterAssignment.from_inverse(inverse, keys, provenance, singleton_rows=incomplete)
+
+
+def _unique_rows(packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Group equal rows of a ``uint8 [N, B]`` matrix, numbering groups in lexicographic row order.
+
+    Rows are read as big-endian 64-bit words and sorted with ``lexsort``, several times faster than
+    ``np.unique(axis=0)`` or sorting byte strings.
+
+    Returns:
+        ``(inverse int64 [N], first int64 [G])``: the group of each row and one row index per group.
+    """
+    n, width = packed.shape
+    if n == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    words = np.zeros((n, -(-width // 8) * 8), dtype=np.uint8)
+    words[:, :width] = packed
+    words = words.view(">u8")  # [N, W]
+    order = np.lexsort(words.T[::-1])  # the first word is the primary key
+    ordered = words[order]
+    starts = np.ones(n, dtype=bool)
+    starts[1:] = (ordered[1:] != ordered[:-1]).any(axis=1)
+    inverse = np.empty(n, dtype=np.int64)
+    inverse[order] = np.cumsum(starts) - 1
+    return inverse, order[starts]
+
+
+def _check_columns(table: pd.DataFrame, names: Sequence[str]) -> None:
+    unknown = [name for name in names if name not in table.columns]
+    if unknown:
+        raise InputError(f"unknown column(s) {unknown}; the table has: {', '.join(map(str, table.columns))}")
+    repeated = sorted({name for name in names if list(names).count(name) > 1})
+    if repeated:
+        raise InputError(f"column(s) given more than once: {repeated}")
+
+
+def _binary_columns(table: pd.DataFrame, names: Sequence[str]) -> dict[str, bool]:
+    """Which of ``names`` are binary (bool, or numeric with only 0/1); value: whether it has missing values.
+
+    Numeric columns are checked together in one pass, which matters for tables with hundreds of columns.
+    """
+    found: dict[str, bool] = {}
+    numeric = []
+    for name in names:
+        column = table[name]
+        if pd.api.types.is_bool_dtype(column):
+            found[name] = column.dtype != np.bool_  # a numpy bool column cannot hold a missing value
+        elif pd.api.types.is_numeric_dtype(column):
+            numeric.append(name)
+    for group in _column_groups(table, numeric):
+        values = _numeric_values(table[group])
+        nan = np.isnan(values) if values.dtype.kind == "f" else np.zeros(values.shape, dtype=bool)
+        zero_one = ((values == 0) | (values == 1) | nan).all(axis=0)
+        for name, binary, has_nan in zip(group, zero_one, nan.any(axis=0), strict=True):
+            if binary:
+                found[name] = bool(has_nan)
+    return found
+
+
+def _column_groups(table: pd.DataFrame, names: Sequence[str], size: int = 32) -> list[list[str]]:
+    """Split columns into groups of one dtype and at most ``size`` columns, for vectorised passes that
+    stay within a bounded amount of memory."""
+    by_dtype: dict[object, list[str]] = {}
+    for name in names:
+        by_dtype.setdefault(table[name].dtype, []).append(name)
+    return [group[i : i + size] for group in by_dtype.values() for i in range(0, len(group), size)]
+
+
+def _numeric_values(frame: pd.DataFrame) -> np.ndarray:
+    """``[N, C]`` numpy values of same-dtype numeric columns; nullable dtypes become float with NaN."""
+    if any(isinstance(dtype, pd.api.extensions.ExtensionDtype) for dtype in frame.dtypes):
+        return frame.to_numpy(np.float64, na_value=np.nan)
+    return frame.to_numpy()
+
+
+def _ones(table: pd.DataFrame, names: Sequence[str]) -> np.ndarray:
+    """``bool [N, C]``: where binary columns equal 1 (True); missing values read as False."""
+    if all(table[name].dtype == np.bool_ for name in names):
+        return np.ascontiguousarray(table[list(names)].to_numpy(dtype=bool))
+    matrix = np.empty((len(table), len(names)), dtype=bool)
+    position = {name: i for i, name in enumerate(names)}
+    for group in _column_groups(table, names):
+        frame = table[group]
+        if all(dtype == np.bool_ for dtype in frame.dtypes):
+            values = frame.to_numpy(dtype=bool)
+        elif any(pd.api.types.is_bool_dtype(dtype) for dtype in frame.dtypes):  # nullable boolean
+            values = frame.to_numpy(dtype=bool, na_value=False)
+        else:
+            values = _numeric_values(frame) == 1
+        matrix[:, [position[name] for name in group]] = values
+    return matrix
+
+
+def _binarize_categories(
+    column: pd.Series, name: str, binning: int | Sequence[float] | None
+) -> tuple[np.ndarray, list[str]]:
+    if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+        if binning is None:
+            raise InputError(
+                f"column {name!r} is numeric with values other than 0/1; give a binning for it "
+                "(a number of quantile bins or a list of edges) or convert it to categories"
+            )
+        column = _bin(column, name, binning)
+    codes, categories = pd.factorize(column, sort=True)  # NaN -> -1
+    if len(categories) == 0:
+        raise InputError(f"column {name!r} has no values (all missing)")
+    if len(categories) > MAX_CATEGORIES:
+        raise InputError(
+            f"column {name!r} has {len(categories)} distinct values (more than {MAX_CATEGORIES}): is it an "
+            "identifier or free text? Use it as a tag column or bin it"
+        )
+    values = codes[:, None] == np.arange(len(categories))[None, :]
+    return values, [f"{name}={category}" for category in categories]
+
+
+def _bin(column: pd.Series, name: str, binning: int | Sequence[float]) -> pd.Series:
+    if isinstance(binning, (int, np.integer)):
+        if binning < 2:
+            raise InputError(f"bins for {name!r} must be >= 2, got {binning}")
+        binned = pd.qcut(column, q=int(binning), duplicates="drop")
+    else:
+        edges = [float(edge) for edge in binning]
+        if len(edges) < 2 or any(b <= a for a, b in itertools.pairwise(edges)):
+            raise InputError(f"bin edges for {name!r} must be at least two increasing numbers, got {edges}")
+        binned = pd.cut(column, bins=edges, include_lowest=True)
+        outside = binned.isna() & column.notna()
+        if outside.any():
+            row = int(np.flatnonzero(outside.to_numpy())[0])
+            raise InputError(
+                f"column {name!r}: {int(outside.sum())} value(s) fall outside the bin edges "
+                f"(first at row {row}: {column.iloc[row]!r})"
+            )
+    return binned.astype(str).where(column.notna())
+
+
+def _binarize_tags(
+    column: pd.Series, name: str, top_tags: int | None, separator: str | None
+) -> tuple[np.ndarray, list[str]]:
+    if top_tags is not None and top_tags < 1:
+        raise InputError(f"top_tags must be >= 1, got {top_tags}")
+    missing = np.array([_is_missing_cell(cell) for cell in column], dtype=bool)
+    rows = [() if gone else _parse_tags(cell, separator) for cell, gone in zip(column, missing, strict=True)]
+    lengths = np.fromiter((len(tags) for tags in rows), dtype=np.int64, count=len(rows))
+    flat = np.array([tag for tags in rows for tag in tags], dtype=object)
+    if flat.size == 0:
+        raise InputError(f"tag column {name!r} holds no tags")
+    vocabulary, codes, counts = np.unique(flat.astype(str), return_inverse=True, return_counts=True)
+    keep = np.lexsort((vocabulary, -counts))  # most frequent first, ties by tag text
+    if top_tags is not None:
+        keep = keep[:top_tags]
+    keep = np.sort(keep)  # report kept tags in text order; ranking happens later, by entropy
+    position = np.full(len(vocabulary), -1)
+    position[keep] = np.arange(len(keep))
+    row_of_tag = np.repeat(np.arange(len(rows)), lengths)
+    kept = position[codes] >= 0
+    values = np.zeros((len(rows), len(keep)), dtype=bool)
+    values[row_of_tag[kept], position[codes][kept]] = True
+    return values, [f"{name}:{tag}" for tag in vocabulary[keep]]
+
+
+def _is_missing_cell(cell: object) -> bool:
+    if cell is None:
+        return True
+    if isinstance(cell, float):
+        return bool(np.isnan(cell))
+    return cell is pd.NA
+
+
+def _parse_tags(cell: object, separator: str | None) -> tuple[str, ...]:
+    if isinstance(cell, str):
+        parts = _DEFAULT_TAG_SPLIT.split(cell) if separator is None else cell.split(separator)
+    elif isinstance(cell, (list, tuple, set, frozenset, np.ndarray)):
+        parts = [str(tag) for tag in cell]
+    else:
+        raise InputError(
+            f"a tag cell must be a string or a list of tags, got {type(cell).__name__}: {cell!r}"
+        )
+    return tuple(dict.fromkeys(part.strip() for part in parts if part.strip()))
+
+
+def _binary_entropy(p: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h = -(p * np.log2(p) + (1 - p) * np.log2(1 - p))
+    return np.nan_to_num(h, nan=0.0)

@@ -1,0 +1,164 @@
+"""Attribute and tag clusters against a brute-force grouping written here, and hand-computed rankings."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from clinfonce.clusters.attributes import attribute_clusters, binarize, rank_attributes
+
+
+def h(p: float) -> float:
+    return 0.0 if p in (0.0, 1.0) else -(p * math.log2(p) + (1 - p) * math.log2(1 - p))
+
+
+def same_partition(ids: np.ndarray, groups: list) -> bool:
+    """True when ids put two rows together exactly when their groups are equal."""
+    ids = np.asarray(ids)
+    return all(
+        (ids[i] == ids[j]) == (groups[i] == groups[j])
+        for i in range(len(ids))
+        for j in range(i + 1, len(ids))
+    )
+
+
+TABLE = pd.DataFrame(
+    {
+        "leather": [1, 1, 0, 0, 1, 0, 1, 1],  # p = 5/8
+        "heel": [True, False, False, False, False, False, False, True],  # p = 2/8
+        "color": ["red", "blue", "red", "red", "blue", "red", "green", "red"],
+        "size": [36.0, 38.5, 41.0, 43.0, 37.0, 44.5, 39.0, 42.0],
+    }
+)
+
+
+def test_ranking_by_entropy_by_hand() -> None:
+    ranking = rank_attributes(TABLE, ["leather", "heel", "color"])
+    expected = {
+        "leather": h(5 / 8),
+        "heel": h(2 / 8),
+        "color=blue": h(2 / 8),
+        "color=green": h(1 / 8),
+        "color=red": h(5 / 8),
+    }
+    # ties (leather/color=red, heel/color=blue) keep the column order
+    assert ranking.names == ("leather", "color=red", "heel", "color=blue", "color=green")
+    assert ranking.entropy_bits == pytest.approx([expected[name] for name in ranking.names])
+    assert ranking.positive_rate.tolist() == pytest.approx([5 / 8, 5 / 8, 2 / 8, 2 / 8, 1 / 8])
+    frame = ranking.to_frame()
+    assert frame["attribute"].tolist()[0] == "leather" and frame["rank"].tolist() == [1, 2, 3, 4, 5]
+
+
+def test_numeric_column_needs_bins() -> None:
+    with pytest.raises(ValueError, match="'size' is numeric"):
+        rank_attributes(TABLE, ["size"])
+    quantiles = binarize(TABLE, ["size"], bins={"size": 2})
+    assert quantiles.values.sum(axis=0).tolist() == [4, 4]
+    edges = binarize(TABLE, ["size"], bins={"size": [30, 40, 50]})
+    assert edges.values[:, 0].tolist() == [True, True, False, False, True, False, True, False]
+    with pytest.raises(ValueError, match="outside the bin edges"):
+        binarize(TABLE, ["size"], bins={"size": [30, 40]})
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_clusters_equal_brute_force_grouping_of_top_k(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    table = pd.DataFrame({f"a{i}": rng.random(60) < rng.uniform(0.1, 0.9) for i in range(7)})
+    table["shape"] = rng.choice(["round", "square", "star"], 60)
+    ranking = rank_attributes(table, list(table.columns))
+    matrix = binarize(table, list(table.columns))
+    column = {name: i for i, name in enumerate(matrix.names)}
+    for k in range(1, len(ranking.names) + 1):
+        result = attribute_clusters(table, list(table.columns), k=k)
+        top = [column[name] for name in ranking.names[:k]]
+        groups = [tuple(bool(matrix.values[row, c]) for c in top) for row in range(60)]
+        assert same_partition(result.ids, groups)
+        assert result.n_clusters == len(set(groups))
+        # each key spells its cluster's values on the top-k attributes, in rank order
+        for row in range(60):
+            assert result.keys[result.ids[row]] == "".join("1" if v else "0" for v in groups[row])
+        assert result.provenance["attributes"] == list(ranking.names[:k])
+
+
+def test_larger_k_refines_smaller_k() -> None:
+    rng = np.random.default_rng(3)
+    table = pd.DataFrame({f"a{i}": rng.random(500) < 0.4 for i in range(12)})
+    previous = None
+    for k in range(1, 13):
+        ids = attribute_clusters(table, list(table.columns), k=k).ids
+        if previous is not None:
+            parent_of = {}
+            for child, parent in zip(ids, previous, strict=True):
+                assert parent_of.setdefault(child, parent) == parent  # a child cluster has one parent
+        previous = ids
+
+
+def test_ids_are_deterministic_and_sorted_by_pattern() -> None:
+    first = attribute_clusters(TABLE, ["leather", "heel"], k=2)
+    again = attribute_clusters(TABLE.copy(), ["leather", "heel"], k=2)
+    assert first.ids.tolist() == again.ids.tolist()
+    assert list(first.keys) == sorted(first.keys)
+    assert first.keys == ("00", "10", "11")  # (leather, heel); no shoe has a heel without leather
+    assert first.ids.tolist() == [2, 1, 0, 0, 1, 0, 1, 2]
+
+
+def test_missing_values_give_counted_singletons() -> None:
+    table = TABLE.copy()
+    table["leather"] = table["leather"].astype(float)
+    table.loc[[2, 5], "leather"] = np.nan
+    result = attribute_clusters(table, ["leather", "heel"], k=2)
+    assert result.provenance["n_missing_rows"] == 2
+    assert result.sizes[result.ids[2]] == 1 and result.sizes[result.ids[5]] == 1
+    assert result.ids[2] != result.ids[5]
+    assert result.keys[result.ids[2]] == "<singleton:2>"
+    # a missing value in an attribute outside the top k does not matter
+    assert attribute_clusters(table, ["leather", "heel"], k=1).provenance["n_missing_rows"] in (0, 2)
+
+
+def test_tags_from_strings_and_lists() -> None:
+    table = pd.DataFrame(
+        {"tags": ["#beach #sunset", "#beach,#city", ["#city"], "", None, "#beach;#sunset #beach"]}
+    )
+    attributes = binarize(table, tags=["tags"])
+    assert attributes.names == ("tags:#beach", "tags:#city", "tags:#sunset")
+    assert attributes.values.astype(int).tolist() == [
+        [1, 0, 1], [1, 1, 0], [0, 1, 0], [0, 0, 0], [0, 0, 0], [1, 0, 1],
+    ]  # fmt: skip
+    result = attribute_clusters(table, tags=["tags"], k=3)
+    assert result.provenance["n_missing_rows"] == 1  # the None row; the empty string has no tags
+    assert result.ids[0] == result.ids[5] and len(set(result.ids.tolist())) == 5
+    top = binarize(table, tags=["tags"], top_tags=2)
+    assert top.names == ("tags:#beach", "tags:#city")  # 3 and 2 uses beat sunset's 2 by text order
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"columns": ["nope"], "k": 1}, "unknown column"),
+        ({"columns": ["leather", "leather"], "k": 1}, "more than once"),
+        ({"columns": ["leather"], "k": 2}, r"k must be an integer in 1\.\.1"),
+        ({"columns": ["leather"], "k": 0}, "k must be"),
+        ({"columns": [], "k": 1}, "no attribute"),
+    ],
+)
+def test_errors(kwargs, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        attribute_clusters(TABLE, **kwargs)
+
+
+def test_identifier_like_column_is_rejected() -> None:
+    table = pd.DataFrame({"id": [f"row{i}" for i in range(1500)]})
+    with pytest.raises(ValueError, match="1500 distinct values"):
+        binarize(table, ["id"])
+
+
+def test_nullable_dtypes() -> None:
+    table = pd.DataFrame(
+        {"a": pd.array([1, 0, None, 1], dtype="Int64"), "b": pd.array([True, None, False, True])}
+    )
+    result = attribute_clusters(table, ["a", "b"], k=2)
+    assert result.provenance["n_missing_rows"] == 2
+    assert result.ids[0] == result.ids[3]

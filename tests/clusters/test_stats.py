@@ -1,0 +1,80 @@
+"""cluster_stats against hand-computed cases and scikit-learn's mutual information."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import mutual_info_score
+
+from clinfonce.clusters.stats import cluster_stats
+
+
+def test_perfect_clustering() -> None:
+    stats = cluster_stats([0, 0, 1, 1], ["a", "a", "b", "b"])
+    assert (stats.H_Z, stats.H_T, stats.I_Z_T, stats.H_Z_given_T, stats.H_T_given_Z) == pytest.approx(
+        (1.0, 1.0, 1.0, 0.0, 0.0)
+    )
+    assert stats.purity == 1.0 and stats.n_clusters == 2 and stats.n_labels == 2
+
+
+def test_one_cluster_carries_no_information() -> None:
+    stats = cluster_stats([7, 7, 7, 7], [0, 1, 0, 1])
+    assert stats.H_Z == 0.0 and stats.I_Z_T == 0.0
+    assert stats.H_T_given_Z == pytest.approx(1.0)
+    assert stats.purity == 0.5
+    assert any("one cluster" in note for note in stats.recommendations())
+
+
+def test_singletons_split_every_label() -> None:
+    # 4 singleton clusters over 2 labels: H(Z) = 2, H(Z|T) = 1, I = H(T) = 1
+    stats = cluster_stats([10, 11, 12, 13], [0, 0, 1, 1])
+    assert (stats.H_Z, stats.H_Z_given_T, stats.I_Z_T) == pytest.approx((2.0, 1.0, 1.0))
+    assert stats.singleton_fraction == 1.0 and stats.samples_in_singletons == 1.0
+    assert stats.size_percentiles == {"min": 1.0, "p10": 1.0, "p50": 1.0, "p90": 1.0, "max": 1.0}
+
+
+def test_hand_computed_uneven_case() -> None:
+    # Z: a a a b, T: x x y y -> joint {(a,x):2, (a,y):1, (b,y):1}
+    stats = cluster_stats(["a", "a", "a", "b"], ["x", "x", "y", "y"])
+    h = lambda *p: -sum(q * math.log2(q) for q in p)  # noqa: E731
+    assert stats.H_Z == pytest.approx(h(0.75, 0.25))
+    assert stats.H_T == pytest.approx(1.0)
+    assert stats.H_Z_given_T == pytest.approx(h(0.5, 0.25, 0.25) - 1.0)
+    assert stats.H_T_given_Z == pytest.approx(h(0.5, 0.25, 0.25) - h(0.75, 0.25))
+    assert stats.purity == pytest.approx(0.75)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_against_scikit_learn_mutual_information(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 12, 3000)
+    clusters = (labels // 3) * 100 + rng.integers(0, 5, 3000)  # informative but noisy
+    stats = cluster_stats(clusters, labels)
+    assert stats.I_Z_T == pytest.approx(mutual_info_score(labels, clusters) / math.log(2), rel=1e-9)
+    counts_t = np.bincount(labels)
+    assert stats.H_T == pytest.approx(-(counts_t / 3000 * np.log2(counts_t / 3000)).sum())
+    assert stats.H_Z - stats.H_Z_given_T == pytest.approx(stats.I_Z_T)  # I is symmetric
+    table = pd.crosstab(clusters, labels)
+    assert stats.purity == pytest.approx(table.max(axis=1).sum() / 3000)
+
+
+def test_to_dict_has_the_documented_fields() -> None:
+    fields = cluster_stats([0, 1, 1], [0, 1, 1]).to_dict()
+    for name in ("n", "n_clusters", "H_Z", "H_T", "H_Z_given_T", "H_T_given_Z", "I_Z_T", "size_percentiles"):
+        assert name in fields
+
+
+@pytest.mark.parametrize(
+    ("clusters", "labels", "message"),
+    [
+        ([0, 1], [0], "2 cluster ids but 1 labels"),
+        ([], [], "no samples"),
+        ([0, 1], [0, None], "missing label"),
+    ],
+)
+def test_errors(clusters, labels, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        cluster_stats(clusters, labels)
