@@ -47,7 +47,9 @@ class ClusterAssignment:
                 raise ValueError(f"cluster ids are not contiguous: clusters {empty} have no member")
         object.__setattr__(self, "ids", ids)
         if self.keys is not None:
-            keys = tuple(str(key) for key in self.keys)
+            keys = tuple(self.keys)
+            if not all(isinstance(key, str) for key in keys):
+                keys = tuple(str(key) for key in keys)
             if len(keys) != self.n_clusters:
                 raise ValueError(f"{len(keys)} keys given for {self.n_clusters} clusters")
             object.__setattr__(self, "keys", keys)

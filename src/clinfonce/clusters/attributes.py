@@ -330,7 +330,7 @@ def _numeric_values(frame: pd.DataFrame) -> np.ndarray:
 def _ones(table: pd.DataFrame, names: Sequence[str]) -> np.ndarray:
     """``bool [N, C]``: where binary columns equal 1 (True); missing values read as False."""
     if all(table[name].dtype == np.bool_ for name in names):
-        return np.ascontiguousarray(table[list(names)].to_numpy(dtype=bool))
+        return table[list(names)].to_numpy(dtype=bool)  # column-major from pandas: fast column slices
     matrix = np.empty((len(table), len(names)), dtype=bool)
     position = {name: i for i, name in enumerate(names)}
     for group in _column_groups(table, names):

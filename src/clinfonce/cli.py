@@ -1,0 +1,353 @@
+"""The ``clinfonce`` command line: parse, validate, call the library. No logic of its own lives here.
+
+A user mistake (missing file, unknown column, bad value) ends with one line on stderr and exit status 2;
+any other exception is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from clinfonce.clusters import (
+    ClusterAssignment,
+    WordNet,
+    attribute_clusters,
+    cluster_stats,
+    hierarchy_clusters,
+    kmeans_clusters,
+)
+from clinfonce.data.tables import read_table, require_columns
+from clinfonce.errors import InputError
+
+EXIT_USER_ERROR = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``clinfonce`` console command; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return EXIT_USER_ERROR
+    try:
+        return int(args.handler(args) or 0)
+    except (InputError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as error:
+        print(f"clinfonce {args.command}: error: {_one_line(error)}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every sub-command."""
+    parser = argparse.ArgumentParser(
+        prog="clinfonce",
+        description="Weakly-supervised contrastive learning (Cl-InfoNCE): cluster images by their auxiliary "
+        "information, then learn representations that keep each cluster together.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_clusters(commands)
+    _add_stats(commands)
+    _add_demo(commands)
+    return parser
+
+
+def _add_clusters(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "clusters",
+        help="stage 1: turn a metadata table into cluster ids (CSV + provenance JSON)",
+        description="Stage 1. Cluster the rows of a metadata table by attribute combinations (--attributes "
+        "and/or --tags with --top-k), by a class hierarchy (--hierarchy with --level), or by K-means on "
+        "feature vectors (--features with --k). Writes OUT (CSV with the path and label columns when "
+        "the table has them, then 'cluster') and OUT with suffix .json (provenance and cluster keys).",
+        epilog="examples:\n"
+        "  clinfonce clusters --table meta.csv --attributes color,material --top-k 3 --out clusters.csv\n"
+        "  clinfonce clusters --table posts.csv --tags hashtags --top-tags 200 --top-k 20 --out c.csv\n"
+        "  clinfonce clusters --table imgs.csv --label-col wnid --hierarchy wordnet --level 12 --out c.csv\n"
+        "  clinfonce clusters --table imgs.csv --features emb.npy --k 100 --spherical --out c.csv",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--table", required=True, type=Path, help="metadata table (.csv, .tsv, .txt, .parquet)")
+    p.add_argument(
+        "--out", required=True, type=Path, help="output CSV; the provenance goes beside it (.json)"
+    )
+    p.add_argument(
+        "--path-col",
+        default=None,
+        help="image path column to copy to the output (default: 'path' if present)",
+    )
+    p.add_argument(
+        "--label-col", default=None, help="downstream label column: copied to the output, used for statistics"
+    )
+    source = p.add_argument_group("attributes and tags")
+    source.add_argument(
+        "--attributes", type=_names, default=[], metavar="COL[,COL...]", help="attribute columns"
+    )
+    source.add_argument(
+        "--tags",
+        type=_names,
+        default=[],
+        metavar="COL[,COL...]",
+        help="tag columns (lists or delimited strings)",
+    )
+    source.add_argument(
+        "--top-k",
+        type=_positive_int,
+        default=None,
+        metavar="K",
+        help="combine the K highest-entropy binary attributes",
+    )
+    source.add_argument(
+        "--top-tags",
+        type=_positive_int,
+        default=None,
+        metavar="T",
+        help="keep the T most frequent tags per tag column",
+    )
+    source.add_argument(
+        "--tag-separator", default=None, help="tag delimiter (default: whitespace, comma, semicolon, bar)"
+    )
+    source.add_argument(
+        "--bins",
+        type=_bins,
+        default={},
+        metavar="COL=SPEC[;COL=SPEC]",
+        help="binning of numeric columns: a count of quantile bins (size=4) or edges (size=30:40:50)",
+    )
+    hierarchy = p.add_argument_group("class hierarchy")
+    hierarchy.add_argument(
+        "--hierarchy",
+        default=None,
+        metavar="PARENTS|wordnet",
+        help="'wordnet' (class ids like n02084071, read from the WordNet 3.0 database) or a CSV with columns child,parent (one row per edge)",
+    )
+    hierarchy.add_argument(
+        "--level",
+        type=_non_negative_int,
+        default=None,
+        help="depth of the ancestor that names a cluster (root = 0)",
+    )
+    hierarchy.add_argument(
+        "--path-rule",
+        choices=("first", "shortest"),
+        default="first",
+        help="root path of a class with several parents (default: first-listed parent)",
+    )
+    hierarchy.add_argument(
+        "--wordnet-dir",
+        type=Path,
+        default=None,
+        help="WordNet database directory (default /usr/share/wordnet)",
+    )
+    kmeans = p.add_argument_group("K-means on features")
+    kmeans.add_argument(
+        "--features", type=Path, default=None, help=".npy file of [N, D] features, row i = table row i"
+    )
+    kmeans.add_argument("--k", type=_positive_int, default=None, help="number of K-means clusters")
+    kmeans.add_argument("--spherical", action="store_true", help="cosine K-means on L2-normalised features")
+    kmeans.add_argument("--seed", type=int, default=0, help="K-means seed (default 0)")
+    p.set_defaults(handler=_run_clusters)
+
+
+def _add_stats(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "stats",
+        help="information-theoretic statistics of a clustering against labels",
+        description="H(Z), H(T), H(Z|T), H(T|Z), I(Z;T) in bits, purity and cluster sizes of the clustering Z "
+        "in one column of a table against the labels T in another.",
+    )
+    p.add_argument("--table", required=True, type=Path, help="table with a cluster column and a label column")
+    p.add_argument("--cluster-col", required=True, help="cluster id column")
+    p.add_argument("--label-col", required=True, help="downstream label column")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.set_defaults(handler=_run_stats)
+
+
+def _add_demo(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "demo",
+        help="run the method end to end on the built-in shapes dataset",
+        description="Generate the built-in shapes dataset (no download), cluster it by its auxiliary "
+        "attributes and report how informative each clustering is.",
+    )
+    p.add_argument("--out", type=Path, default=Path("demo_out"), help="output directory (default demo_out)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the data (default 0)")
+    p.set_defaults(handler=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from clinfonce.demo import run_demo
+
+    sweep = run_demo(args.out, seed=args.seed)
+    print("Stage 1: attribute clusters of the training images, by the number k of top-entropy attributes")
+    print(sweep.to_string(index=False))
+    print(f"wrote {args.out / 'stage1_sweep.csv'}")
+    return 0
+
+
+def _run_clusters(args: argparse.Namespace) -> int:
+    table = read_table(args.table)
+    modes = [bool(args.attributes or args.tags), args.hierarchy is not None, args.features is not None]
+    if sum(modes) != 1:
+        raise InputError("choose exactly one source: --attributes/--tags, --hierarchy or --features")
+    path_col = args.path_col or ("path" if "path" in table.columns else None)
+    require_columns(table, [c for c in (path_col, args.label_col) if c], args.table)
+    if modes[0]:
+        assignment = _attribute_assignment(table, args)
+    elif modes[1]:
+        assignment = _hierarchy_assignment(table, args)
+    else:
+        assignment = _kmeans_assignment(table, args)
+    columns = {}
+    if path_col:
+        columns["path"] = table[path_col].tolist()
+    if args.label_col and args.label_col != path_col:
+        columns["label"] = table[args.label_col].tolist()
+    json_path = assignment.save(args.out, columns=columns)
+    print(f"{assignment.n} rows -> {assignment.n_clusters} clusters; wrote {args.out} and {json_path}")
+    if args.label_col:
+        _print_stats(cluster_stats(assignment.ids, _labels(table, args.label_col, args.table)))
+    return 0
+
+
+def _attribute_assignment(table: pd.DataFrame, args: argparse.Namespace) -> ClusterAssignment:
+    if args.top_k is None:
+        raise InputError("--top-k is required with --attributes/--tags")
+    return attribute_clusters(
+        table,
+        args.attributes,
+        k=args.top_k,
+        tags=args.tags,
+        bins=args.bins or None,
+        top_tags=args.top_tags,
+        tag_separator=args.tag_separator,
+    )
+
+
+def _hierarchy_assignment(table: pd.DataFrame, args: argparse.Namespace) -> ClusterAssignment:
+    if args.level is None or args.label_col is None:
+        raise InputError("--hierarchy needs --label-col (the class of each row) and --level")
+    labels = table[args.label_col].to_numpy(dtype=object)
+    classes = sorted({str(label) for label in labels if not pd.isna(label)})
+    if args.hierarchy == "wordnet":
+        parents = WordNet(args.wordnet_dir).parent_map(classes)
+    else:
+        parents = _read_parents(Path(args.hierarchy))
+    return hierarchy_clusters(labels, parents, args.level, path_rule=args.path_rule)
+
+
+def _read_parents(path: Path) -> dict[str, list[str]]:
+    """A ``child,parent`` edge table as a parents map (several rows per child for several parents)."""
+    edges = read_table(path)
+    require_columns(edges, ["child", "parent"], path)
+    parents: dict[str, list[str]] = {}
+    for child, parent in zip(edges["child"].astype(str), edges["parent"], strict=True):
+        parents.setdefault(child, [])
+        if not pd.isna(parent):
+            parents[child].append(str(parent))
+    return parents
+
+
+def _kmeans_assignment(table: pd.DataFrame, args: argparse.Namespace) -> ClusterAssignment:
+    if args.k is None:
+        raise InputError("--features needs --k")
+    try:
+        features = np.load(args.features, allow_pickle=False)
+    except (ValueError, OSError) as error:
+        raise InputError(f"{args.features}: cannot read a .npy array: {_one_line(error)}") from error
+    if features.ndim != 2 or len(features) != len(table):
+        raise InputError(
+            f"{args.features}: expected [N, D] features with N = {len(table)} table rows, got {features.shape}"
+        )
+    return kmeans_clusters(features, args.k, seed=args.seed, spherical=args.spherical)
+
+
+def _run_stats(args: argparse.Namespace) -> int:
+    table = read_table(args.table)
+    require_columns(table, [args.cluster_col, args.label_col], args.table)
+    stats = cluster_stats(table[args.cluster_col].to_numpy(), _labels(table, args.label_col, args.table))
+    if args.json:
+        print(json.dumps(stats.to_dict()))
+    else:
+        _print_stats(stats)
+    return 0
+
+
+def _labels(table: pd.DataFrame, column: str, source: Path) -> np.ndarray:
+    labels = table[column]
+    missing = labels.isna().to_numpy()
+    if missing.any():
+        raise InputError(
+            f"{source}: column {column!r} has {int(missing.sum())} missing value(s), "
+            f"first at row {int(np.flatnonzero(missing)[0])}"
+        )
+    return labels.to_numpy()
+
+
+def _print_stats(stats) -> None:
+    print(
+        f"n={stats.n}  clusters={stats.n_clusters}  labels={stats.n_labels}\n"
+        f"H(Z)={stats.H_Z:.3f}  H(T)={stats.H_T:.3f}  H(Z|T)={stats.H_Z_given_T:.3f}  "
+        f"H(T|Z)={stats.H_T_given_Z:.3f}  I(Z;T)={stats.I_Z_T:.3f} bits\n"
+        f"purity={stats.purity:.3f}  singleton clusters={stats.singleton_fraction:.1%}  "
+        f"cluster size p50={stats.size_percentiles['p50']:.0f} max={stats.size_percentiles['max']:.0f}"
+    )
+    for note in stats.recommendations():
+        print(f"note: {note}")
+
+
+def _names(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("expected one or more comma-separated column names")
+    return names
+
+
+def _positive_int(text: str) -> int:
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def _bins(text: str) -> dict[str, int | list[float]]:
+    """``size=4;weight=0:10:20`` -> ``{"size": 4, "weight": [0, 10, 20]}``."""
+    bins: dict[str, int | list[float]] = {}
+    for item in filter(None, (part.strip() for part in text.split(";"))):
+        name, _, spec = item.partition("=")
+        try:
+            bins[name.strip()] = [float(edge) for edge in spec.split(":")] if ":" in spec else int(spec)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"bad bin spec {item!r}; use COL=N or COL=E1:E2:E3") from None
+    return bins
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return " ".join(text.split())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

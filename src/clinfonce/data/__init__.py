@@ -1,0 +1,1 @@
+"""Datasets, the metadata table contract, and augmentations."""

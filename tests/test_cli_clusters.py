@@ -1,0 +1,129 @@
+"""The clusters and stats commands: outputs checked against the library, user errors exit 2 in one line."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import mutual_info_score
+
+from clinfonce.cli import main
+from clinfonce.clusters import attribute_clusters
+
+
+@pytest.fixture
+def table(tmp_path):
+    rng = np.random.default_rng(0)
+    n = 120
+    frame = pd.DataFrame({"path": [f"img{i}.png" for i in range(n)], "label": rng.integers(0, 4, n)})
+    frame["round"] = frame["label"] < 2
+    frame["color"] = np.where(frame["label"] % 2 == 0, "red", "blue")
+    frame["noise"] = rng.random(n) < 0.5
+    frame["tags"] = ["#a #b" if label == 0 else "#c" for label in frame["label"]]
+    frame["wnid"] = np.where(frame["label"] < 2, "dog", "cat")
+    path = tmp_path / "meta.csv"
+    frame.to_csv(path, index=False)
+    return path, frame
+
+
+def test_attribute_clusters_written_with_provenance(table, tmp_path, capsys) -> None:
+    path, frame = table
+    out = tmp_path / "out" / "clusters.csv"
+    args = ["clusters", "--table", str(path), "--attributes", "round,color,noise", "--top-k", "2"]
+    assert main([*args, "--label-col", "label", "--out", str(out)]) == 0
+    written = pd.read_csv(out)
+    assert written.columns.tolist() == ["path", "label", "cluster"]
+    expected = attribute_clusters(frame, ["round", "color", "noise"], k=2)
+    assert written["cluster"].tolist() == expected.ids.tolist()
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["provenance"]["k"] == 2 and meta["n_clusters"] == expected.n_clusters
+    assert "I(Z;T)" in capsys.readouterr().out
+
+
+def test_stats_json_matches_scikit_learn(table, capsys) -> None:
+    path, frame = table
+    assert (
+        main(["stats", "--table", str(path), "--cluster-col", "color", "--label-col", "label", "--json"]) == 0
+    )
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["I_Z_T"] == pytest.approx(mutual_info_score(frame["label"], frame["color"]) / np.log(2))
+    assert set(stats) >= {"n", "n_clusters", "H_Z", "H_T", "H_Z_given_T", "H_T_given_Z", "I_Z_T"}
+
+
+def test_hierarchy_from_edge_table(table, tmp_path) -> None:
+    path, frame = table
+    edges = tmp_path / "parents.csv"
+    pd.DataFrame(
+        {"child": ["dog", "cat", "canine", "feline"], "parent": ["canine", "feline", "animal", "animal"]}
+    ).to_csv(edges, index=False)
+    out = tmp_path / "h.csv"
+    args = ["clusters", "--table", str(path), "--label-col", "wnid", "--hierarchy", str(edges)]
+    assert main([*args, "--level", "1", "--out", str(out)]) == 0
+    written = pd.read_csv(out)
+    # level 1: canine vs feline, ids by sorted key (canine=0, feline=1)
+    assert written["cluster"].tolist() == [0 if w == "dog" else 1 for w in frame["wnid"]]
+    assert main([*args, "--level", "0", "--out", str(out)]) == 0
+    assert pd.read_csv(out)["cluster"].nunique() == 1
+
+
+def test_kmeans_from_features(table, tmp_path) -> None:
+    path, frame = table
+    features = np.where(frame["round"].to_numpy()[:, None], 5.0, -5.0) + np.random.default_rng(1).normal(
+        size=(120, 3)
+    )
+    np.save(tmp_path / "f.npy", features)
+    out = tmp_path / "k.csv"
+    args = [
+        "clusters",
+        "--table",
+        str(path),
+        "--features",
+        str(tmp_path / "f.npy"),
+        "--k",
+        "2",
+        "--out",
+        str(out),
+    ]
+    assert main(args) == 0
+    clusters = pd.read_csv(out)["cluster"].to_numpy()
+    assert (clusters == clusters[0]).tolist() == (frame["round"] == frame["round"][0]).tolist()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--attributes", "nope", "--top-k", "1"], "unknown column(s) ['nope']"),
+        (["--attributes", "round", "--top-k", "5"], "k must be an integer in 1..1"),
+        (["--attributes", "round"], "--top-k is required"),
+        (["--hierarchy", "wordnet", "--level", "2"], "--hierarchy needs --label-col"),
+        (["--features", "missing.npy", "--k", "2"], "missing.npy"),
+        ([], "choose exactly one source"),
+    ],
+)
+def test_user_errors_exit_2_with_one_line(table, tmp_path, capsys, extra, message) -> None:
+    path, _ = table
+    out = tmp_path / "never.csv"
+    assert main(["clusters", "--table", str(path), "--out", str(out), *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_missing_or_malformed_table(tmp_path, capsys) -> None:
+    assert (
+        main(["stats", "--table", str(tmp_path / "none.csv"), "--cluster-col", "a", "--label-col", "b"]) == 2
+    )
+    assert "none.csv: no such file" in capsys.readouterr().err
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes(b'a,b\n1,"unterminated\n')
+    assert main(["stats", "--table", str(bad), "--cluster-col", "a", "--label-col", "b"]) == 2
+    assert "bad.csv: cannot read the table" in capsys.readouterr().err
+
+
+def test_argument_errors_exit_2(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["clusters", "--table", "t.csv", "--out", "o.csv", "--top-k", "zero"])
+    assert exit_info.value.code == 2
+    assert "expected an integer" in capsys.readouterr().err
