@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from clinfonce.data.dataset import AuxInfo, ImageDataset, array_loader
+
 SHAPES = ("circle", "ring", "square", "triangle")
 TEXTURES = ("solid", "stripes", "dots")
 COLORS = {
@@ -141,3 +143,24 @@ def _render(
     tint = 0.35 * foreground + 0.65 * background
     image = np.where(inside[..., None], np.where(pattern[..., None], foreground, tint), background)
     return (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def shapes_dataset(
+    n_train: int = 4000, n_test: int = 2000, image_size: int = 32, seed: int = 0
+) -> ImageDataset:
+    """The shapes data as an :class:`ImageDataset` (attributes: :data:`ATTRIBUTE_COLUMNS`)."""
+    data = make_shapes(n_train=n_train, n_test=n_test, image_size=image_size, seed=seed)
+    pixels = data.images.reshape(-1, 3).astype(np.float64) / 255
+    return ImageDataset(
+        name="shapes",
+        table=data.table,
+        class_names=list(CLASS_NAMES),
+        loader=array_loader(data.images),
+        image_size=(image_size, image_size),
+        mean=tuple(float(v) for v in pixels.mean(axis=0)),
+        std=tuple(float(v) for v in pixels.std(axis=0)),
+        aux=AuxInfo(
+            attributes=ATTRIBUTE_COLUMNS,
+            notes="generated: round/patterned/striped inform the label, large/dark_background/color are nuisance",
+        ),
+    )

@@ -1,0 +1,126 @@
+"""The dataset contract every source (built-in, folder, table, the paper's datasets) fulfils.
+
+A dataset is a metadata table with one row per image plus a way to load image ``i`` as a fixed-size
+``uint8 [C, H, W]`` tensor. The table always has:
+
+- ``label``: int in ``0..n_classes-1`` (remapped from whatever the source uses, in sorted order of the
+  source's class names, so ids never depend on file order), or -1 where a source has no label;
+- ``split``: ``"train"``, ``"val"`` or ``"test"``;
+- ``path``: for file-backed sources, the image path relative to ``root`` (used in outputs and errors);
+
+and any auxiliary columns the source provides, described by :class:`AuxInfo`. Training code indexes the
+dataset by table row; cluster ids live outside the dataset (they change between epochs for K-means).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from clinfonce.errors import InputError
+
+#: ``loader(row) -> uint8 [C, H, W]`` for table row ``row``.
+ImageLoader = Callable[[int], torch.Tensor]
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class AuxInfo:
+    """Which auxiliary information a dataset carries, for stage 1.
+
+    Attributes:
+        attributes: discrete attribute columns of the table (bool, 0/1 or categorical).
+        tags: tag columns (lists or delimited strings).
+        hierarchy: class name -> parent(s), over the names in ``class_names`` and their ancestors, or
+            ``"wordnet"`` when class names are WordNet ids to be resolved by :class:`~clinfonce.clusters.WordNet`.
+        notes: anything a report must say about the auxiliary information (e.g. "hand-made grouping").
+    """
+
+    attributes: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    hierarchy: Mapping[str, Sequence[str] | str | None] | str | None = None
+    notes: str = ""
+
+
+@dataclass
+class ImageDataset:
+    """Images plus their metadata.
+
+    Attributes:
+        name: short name, e.g. ``"shapes"``, ``"cub200"``.
+        table: one row per image (see the module docstring for the required columns).
+        class_names: ``[n_classes]``; ``class_names[label]`` is the source's name of the class.
+        loader: loads table row ``i`` as ``uint8 [C, H, W]`` (C = 1 or 3), all images the same size.
+        image_size: ``(H, W)`` of what ``loader`` returns.
+        mean, std: per-channel normalisation statistics of the dataset in [0, 1] units (3 values).
+        aux: the auxiliary information available for stage 1.
+        root: the directory file paths are relative to (None for in-memory data).
+        skipped: files left out because they could not be read (path -> reason), with ``--skip-bad``.
+    """
+
+    name: str
+    table: pd.DataFrame
+    class_names: list[str]
+    loader: ImageLoader
+    image_size: tuple[int, int]
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.25, 0.25, 0.25)
+    aux: AuxInfo = field(default_factory=AuxInfo)
+    root: Path | None = None
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for column in ("label", "split"):
+            if column not in self.table.columns:
+                raise ValueError(f"dataset {self.name!r}: the table lacks the {column!r} column")
+        bad = ~self.table["split"].isin(SPLITS)
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise InputError(f"dataset {self.name!r}: row {row} has split {self.table['split'].iloc[row]!r}")
+        labels = self.table["label"].to_numpy()
+        if len(labels) and (labels.min() < -1 or labels.max() >= len(self.class_names)):
+            raise ValueError(f"dataset {self.name!r}: labels outside -1..{len(self.class_names) - 1}")
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
+    def rows(self, split: str) -> np.ndarray:
+        """``int64 [n]``: table rows of one split, in table order."""
+        return np.flatnonzero(self.table["split"].to_numpy() == split).astype(np.int64)
+
+
+def encode_labels(names: Sequence[object]) -> tuple[np.ndarray, list[str]]:
+    """Map class names to ids ``0..C-1`` in sorted order of the names (as strings); missing -> -1.
+
+    Returns:
+        ``(int64 [N] labels, [C] class names)``.
+    """
+    values = pd.Series(list(names), dtype=object)
+    missing = values.isna().to_numpy()
+    as_text = values.where(~missing, None).map(lambda value: None if value is None else str(value))
+    classes = sorted(set(as_text.dropna()))
+    index = {name: i for i, name in enumerate(classes)}
+    labels = np.array([-1 if name is None else index[name] for name in as_text], dtype=np.int64)
+    return labels, classes
+
+
+def array_loader(images: np.ndarray) -> ImageLoader:
+    """A loader over in-memory images ``uint8 [N, H, W]`` or ``[N, H, W, C]``; returns ``[C, H, W]``."""
+    if images.dtype != np.uint8 or images.ndim not in (3, 4):
+        raise ValueError(f"expected uint8 images [N, H, W(, C)], got {images.dtype} {images.shape}")
+    tensor = torch.from_numpy(images if images.ndim == 4 else images[..., None]).permute(0, 3, 1, 2)
+
+    def load(row: int) -> torch.Tensor:
+        return tensor[row]
+
+    return load

@@ -1,0 +1,27 @@
+"""Dataset names -> loader functions. Each loader returns an :class:`~clinfonce.data.dataset.ImageDataset`
+and takes keyword arguments only (root directories, sizes, seeds), so configs and the CLI can pass them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from clinfonce.data.dataset import ImageDataset
+from clinfonce.data.synthetic import shapes_dataset
+from clinfonce.errors import InputError
+
+DATASETS: dict[str, Callable[..., ImageDataset]] = {
+    "shapes": shapes_dataset,
+}
+
+
+def load_dataset(name: str, **options: Any) -> ImageDataset:
+    """Load dataset ``name`` with its source options; unknown names and options are :class:`InputError`."""
+    if name not in DATASETS:
+        raise InputError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}")
+    try:
+        return DATASETS[name](**options)
+    except TypeError as error:
+        if "unexpected keyword argument" in str(error):
+            raise InputError(f"dataset {name!r}: {error}") from error
+        raise
