@@ -1,0 +1,153 @@
+"""One evaluation for every method: frozen backbone features (before the head), extracted once, then a
+linear probe (hyper-parameters and epoch chosen on a validation split carved from the training set) and a
+weighted kNN, reported on the test split."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from clinfonce.data.augment import EvalTransform
+from clinfonce.data.dataset import ImageDataset
+from clinfonce.errors import InputError
+from clinfonce.evaluation.knn import knn_accuracy
+from clinfonce.evaluation.linear_probe import fit_linear_probe
+from clinfonce.models import ENCODER_FORMAT, Encoder
+from clinfonce.training.loader import eval_loader
+
+
+@dataclass
+class LoadedEncoder:
+    """An encoder restored from a checkpoint, with what is needed to feed it."""
+
+    encoder: Encoder
+    config: dict[str, Any]
+    crop_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    source: Path
+
+
+def load_encoder(path: str | Path) -> LoadedEncoder:
+    """Load an encoder from a run directory, its ``encoder.pt``, or a Lightning checkpoint of a run.
+
+    Loading uses ``torch.load(weights_only=True)``: a checkpoint can hold only tensors and plain data, never
+    code. Anything else is an :class:`InputError` naming the file.
+    """
+    path = Path(path)
+    if path.is_dir():
+        candidates = [path / "encoder.pt", path / "checkpoints" / "last.ckpt"]
+        found = next((c for c in candidates if c.is_file()), None)
+        if found is None:
+            raise InputError(f"{path}: no encoder.pt or checkpoints/last.ckpt in this run directory")
+        path = found
+    if not path.is_file():
+        raise InputError(f"{path}: no such checkpoint file")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # any unpickling failure means: not a checkpoint we can trust
+        raise InputError(f"{path}: not a loadable clinfonce checkpoint ({type(error).__name__})") from error
+    if not isinstance(payload, dict):
+        raise InputError(f"{path}: not a clinfonce checkpoint")
+    if payload.get("format") == ENCODER_FORMAT:
+        meta, state = payload, payload["state_dict"]
+    elif "clinfonce" in payload and "state_dict" in payload:  # a Lightning checkpoint of a run
+        meta = payload["clinfonce"]
+        state = {
+            k[len("encoder.") :]: v for k, v in payload["state_dict"].items() if k.startswith("encoder.")
+        }
+    else:
+        raise InputError(f"{path}: not a clinfonce checkpoint (no encoder weights or config in it)")
+    config, crop, mean, std = meta["config"], meta["crop_size"], meta["mean"], meta["std"]
+    model = config["model"]
+    encoder = Encoder(model["backbone"], model["small_images"], model["head_dim"])
+    try:
+        encoder.load_state_dict(state)
+    except RuntimeError as error:
+        raise InputError(f"{path}: the weights do not fit a {model['backbone']} encoder: {error}") from error
+    encoder.eval()
+    return LoadedEncoder(encoder, config, int(crop), tuple(mean), tuple(std), path)
+
+
+@torch.no_grad()
+def extract_features(
+    encoder: Encoder,
+    dataset: ImageDataset,
+    rows: np.ndarray,
+    transform: EvalTransform,
+    batch_size: int = 256,
+    workers: int = 0,
+    projection: bool = False,
+) -> np.ndarray:
+    """``float32 [len(rows), F]`` backbone features (or head outputs with ``projection``) in eval mode."""
+    device = next(encoder.parameters()).device
+    was_training = encoder.training
+    encoder.eval()
+    chunks = []
+    for images, _, _ in eval_loader(dataset, rows, batch_size, workers):
+        inputs = transform(images.to(device))
+        chunks.append((encoder(inputs) if projection else encoder.features(inputs)).float().cpu())
+    encoder.train(was_training)
+    if not chunks:
+        return np.zeros((0, encoder.feature_dim), dtype=np.float32)
+    return torch.cat(chunks).numpy()
+
+
+def evaluate_encoder(
+    loaded: LoadedEncoder,
+    dataset: ImageDataset,
+    *,
+    probe_epochs: int = 100,
+    val_fraction: float = 0.1,
+    knn_k: tuple[int, ...] = (20, 200),
+    batch_size: int = 256,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+) -> dict[str, Any]:
+    """Linear-probe and kNN accuracy (percent) of the encoder on the dataset's test split.
+
+    The probe's weight decay and epoch are chosen on a ``val_fraction`` split of the training rows (the
+    dataset's own ``val`` split when it has one); the test split is used once, for the final numbers.
+    """
+    train_rows, val_rows, test_rows = (dataset.rows(split) for split in ("train", "val", "test"))
+    labels = dataset.table["label"].to_numpy(np.int64)
+    train_rows, test_rows = train_rows[labels[train_rows] >= 0], test_rows[labels[test_rows] >= 0]
+    if len(train_rows) == 0 or len(test_rows) == 0:
+        raise InputError(f"dataset {dataset.name!r} needs labelled train and test images to be evaluated")
+    encoder = loaded.encoder.to(device)
+    transform = EvalTransform(loaded.crop_size, loaded.mean, loaded.std).to(device)
+    features = {
+        split: extract_features(encoder, dataset, rows, transform, batch_size)
+        for split, rows in (("train", train_rows), ("val", val_rows), ("test", test_rows))
+    }
+    val = {"val_x": features["val"], "val_y": labels[val_rows]} if len(val_rows) else {}
+    probe = fit_linear_probe(
+        features["train"],
+        labels[train_rows],
+        val_fraction=val_fraction,
+        epochs=probe_epochs,
+        num_classes=dataset.n_classes,
+        seed=seed,
+        device=device,
+        **val,
+    )
+    metrics: dict[str, Any] = {
+        f"linear_{k}": v for k, v in probe.evaluate(features["test"], labels[test_rows]).items()
+    }
+    metrics.update(
+        knn_accuracy(
+            features["train"],
+            labels[train_rows],
+            features["test"],
+            labels[test_rows],
+            ks=knn_k,
+            device=device,
+        )
+    )
+    metrics["probe"] = {"weight_decay": probe.weight_decay, "epoch": probe.epoch, "val_top1": probe.val_top1}
+    metrics["n_train"], metrics["n_test"] = len(train_rows), len(test_rows)
+    return metrics

@@ -1,0 +1,145 @@
+"""The one LightningModule: backbone + head + loss, for every method.
+
+A batch from the loader is ``(images uint8 [B, C, H, W], labels int64 [B], rows int64 [B])``. Augmentation
+runs here, on the batch's device, producing V views. The cluster id of a sample is looked up by its table
+row in the ``cluster_ids`` buffer, so stage 1 can change the clusters between epochs (K-means) without
+touching the dataset, and the ids travel with checkpoints.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+
+from clinfonce.data.augment import ContrastiveAugment
+from clinfonce.losses import ClInfoNCELoss
+from clinfonce.models import Encoder
+from clinfonce.training.config import Config
+
+
+class ContrastiveModule(L.LightningModule):
+    """Trains an :class:`~clinfonce.models.Encoder` with one of the methods of ``config.method.name``.
+
+    - ``clinfonce``: Cl-InfoNCE with the stage-1 cluster ids of ``cluster_ids``;
+    - ``simclr``: every image its own cluster; ``supcon``: the downstream labels as clusters;
+    - ``ce``: a linear classifier on the backbone features, cross-entropy with the labels (one view).
+
+    Args:
+        config: the run configuration.
+        n_rows: rows in the dataset table (size of the ``cluster_ids`` buffer).
+        n_classes: downstream classes (for ``ce``).
+        crop_size: side of the augmented views in pixels.
+        mean, std: normalisation statistics of the dataset.
+        cluster_ids: ``int64 [n_rows]``, -1 for rows without a cluster (not trained on), or None.
+    """
+
+    cluster_ids: Tensor
+
+    def __init__(
+        self,
+        config: Config,
+        n_rows: int,
+        n_classes: int,
+        crop_size: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        cluster_ids: Tensor | None = None,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder = Encoder(config.model.backbone, config.model.small_images, config.model.head_dim)
+        self.augment = ContrastiveAugment(crop_size, mean, std, n_views=config.method.views)
+        self.loss_fn = ClInfoNCELoss(
+            temperature=config.method.temperature, base_temperature=config.method.base_temperature
+        )
+        self.classifier = (
+            nn.Linear(self.encoder.feature_dim, n_classes) if config.method.name == "ce" else None
+        )
+        ids = torch.full((n_rows,), -1, dtype=torch.long) if cluster_ids is None else cluster_ids.long()
+        self.register_buffer("cluster_ids", ids.clone())
+        self.generator: torch.Generator | None = None
+
+    def setup(self, stage: str) -> None:
+        # Contrast against the whole global batch when several processes train together.
+        self.loss_fn.gather_distributed = self.trainer.world_size > 1
+
+    def on_train_epoch_start(self) -> None:
+        # Augmentations are a function of (seed, epoch, rank), so a run resumed at an epoch boundary
+        # sees exactly the views an uninterrupted run would have seen.
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(
+            (self.config.train.seed * 1_000_003 + self.current_epoch) * 1_009 + self.global_rank
+        )
+
+    def training_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> Tensor:
+        images, labels, rows = batch
+        views = self.augment(images, generator=self.generator)  # [B, V, 3, S, S]
+        n, v = views.shape[:2]
+        if self.classifier is not None:
+            logits = self.classifier(self.encoder.features(views[:, 0]))
+            loss = nn.functional.cross_entropy(logits, labels)
+        else:
+            z = self.encoder(views.flatten(0, 1)).view(n, v, -1)
+            loss = self.loss_fn(z, self._positive_ids(labels, rows))
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=n, sync_dist=True)
+        self.log(
+            "train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False, batch_size=n
+        )
+        return loss
+
+    def _positive_ids(self, labels: Tensor, rows: Tensor) -> Tensor | None:
+        method = self.config.method.name
+        if method == "simclr":
+            return None
+        if method == "supcon":
+            return labels
+        ids = self.cluster_ids[rows]
+        # Rows without a stage-1 cluster (should not reach training) fall back to their own cluster.
+        return torch.where(ids >= 0, ids, -1 - rows)
+
+    def configure_optimizers(self):
+        optim = self.config.optim
+        decay, no_decay = [], []
+        for name, parameter in self.named_parameters():
+            # the usual exemption of BatchNorm and bias parameters from weight decay
+            (no_decay if parameter.ndim <= 1 or name.endswith(".bias") else decay).append(parameter)
+        optimizer = torch.optim.SGD(
+            [
+                {"params": decay, "weight_decay": optim.weight_decay},
+                {"params": no_decay, "weight_decay": 0.0},
+            ],
+            lr=optim.lr,
+            momentum=optim.momentum,
+            nesterov=optim.nesterov and optim.momentum > 0,
+        )
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warmup = min(total - 1, round(optim.warmup_epochs * total / max(1, self.trainer.max_epochs)))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: warmup_cosine(step, warmup, total)
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # Plain data only, so checkpoints load with torch.load(weights_only=True).
+        checkpoint["clinfonce"] = self.describe()
+
+    def describe(self) -> dict:
+        """What evaluation needs besides the weights: the config and the input pipeline."""
+        return {
+            "config": self.config.to_dict(),
+            "crop_size": self.augment.image_size,
+            "mean": self.augment.mean.flatten().tolist(),
+            "std": self.augment.std.flatten().tolist(),
+        }
+
+
+def warmup_cosine(step: int, warmup: int, total: int) -> float:
+    """Learning-rate factor: linear from ~0 to 1 over ``warmup`` steps, then cosine from 1 to 0 at ``total``."""
+    if step < warmup:
+        return (step + 1) / (warmup + 1)
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
