@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from clinfonce.clusters import (
     ClusterAssignment,
@@ -56,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_clusters(commands)
     _add_stats(commands)
+    _add_train(commands)
+    _add_eval(commands)
+    _add_embed(commands)
     _add_demo(commands)
     return parser
 
@@ -171,25 +175,198 @@ def _add_stats(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_run_stats)
 
 
+def _add_train(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "train",
+        help="stage 1 + stage 2: train an encoder from a YAML config, then evaluate it",
+        description="Train an encoder as the config says (dataset, clusters, model, method, optimiser, "
+        "trainer), write the run directory (config, environment, clusters and their provenance, "
+        "checkpoints, logs, encoder.pt), then evaluate it (linear probe and kNN on the test split) into "
+        "metrics.json and report.md. KEY=VALUE arguments override the config (values are YAML).",
+        epilog="examples:\n"
+        "  clinfonce train --config configs/shapes.yaml\n"
+        "  clinfonce train --config configs/shapes.yaml method.name=simclr train.epochs=5 train.out=runs/s\n"
+        "  clinfonce train --config configs/shapes.yaml train.out=runs/s train.resume=auto",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--config", type=Path, default=None, help="YAML config (default: the built-in defaults)")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. optim.lr=0.1 train.epochs=20")
+    p.add_argument("--no-eval", action="store_true", help="skip the evaluation after training")
+    p.set_defaults(handler=_run_train)
+
+
+def _add_eval(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "eval",
+        help="linear probe and kNN accuracy of a trained encoder",
+        description="Evaluate a run directory, its encoder.pt, or one of its Lightning checkpoints: frozen "
+        "backbone features, a linear probe (settings chosen on a validation split) and weighted kNN, on "
+        "the test split. The dataset defaults to the run's own (from its config.yaml).",
+    )
+    p.add_argument("--checkpoint", required=True, type=Path, help="run directory or checkpoint file")
+    p.add_argument("--dataset", default=None, help="evaluate on another dataset (a registered name)")
+    p.add_argument(
+        "--data-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="dataset loader option (repeatable)",
+    )
+    p.add_argument(
+        "--out", type=Path, default=None, help="directory for metrics.json and report.md (default: the run)"
+    )
+    p.set_defaults(handler=_run_eval)
+
+
+def _add_embed(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "embed",
+        help="write the embeddings of a dataset as .npy plus an index CSV",
+        description="Embed every image of the run's dataset (or --dataset) with a trained encoder: "
+        "OUT/embeddings.npy (float32 [N, F], backbone features, or head outputs with --projection) and "
+        "OUT/index.csv (row, path when known, label, split), row i of one matching row i of the other.",
+    )
+    p.add_argument("--checkpoint", required=True, type=Path, help="run directory or checkpoint file")
+    p.add_argument("--out", required=True, type=Path, help="output directory")
+    p.add_argument("--dataset", default=None, help="embed another dataset (a registered name)")
+    p.add_argument(
+        "--data-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="dataset loader option (repeatable)",
+    )
+    p.add_argument("--split", choices=("all", "train", "val", "test"), default="all")
+    p.add_argument(
+        "--projection", action="store_true", help="projection-head outputs instead of backbone features"
+    )
+    p.set_defaults(handler=_run_embed)
+
+
 def _add_demo(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
         "demo",
-        help="run the method end to end on the built-in shapes dataset",
+        help="run the method end to end on the built-in shapes dataset (a few minutes on a CPU)",
         description="Generate the built-in shapes dataset (no download), cluster it by its auxiliary "
-        "attributes and report how informative each clustering is.",
+        "attributes, train SimCLR, Cl-InfoNCE and SupCon briefly, evaluate each with the same linear "
+        "probe, and write results.csv, report.md and results.png into --out.",
     )
     p.add_argument("--out", type=Path, default=Path("demo_out"), help="output directory (default demo_out)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the data (default 0)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds (default: 0)")
+    p.add_argument("--epochs", type=_positive_int, default=None, help="training epochs per method")
+    p.add_argument("--progress", action="store_true", help="show Lightning's progress bars")
     p.set_defaults(handler=_run_demo)
 
 
-def _run_demo(args: argparse.Namespace) -> int:
-    from clinfonce.demo import run_demo
+def _run_train(args: argparse.Namespace) -> int:
+    from clinfonce.evaluation.pipeline import evaluate_checkpoint
+    from clinfonce.training.config import load_config
+    from clinfonce.training.run import train
 
-    sweep = run_demo(args.out, seed=args.seed)
-    print("Stage 1: attribute clusters of the training images, by the number k of top-entropy attributes")
-    print(sweep.to_string(index=False))
-    print(f"wrote {args.out / 'stage1_sweep.csv'}")
+    config = load_config(args.config, args.overrides)
+    _quiet_lightning()
+    run_dir = train(config)
+    print(f"trained: {run_dir}")
+    if config.eval.enabled and not args.no_eval:
+        metrics = evaluate_checkpoint(run_dir)
+        print(_metrics_line(metrics))
+        print(f"report: {run_dir / 'report.md'}")
+    return 0
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    from clinfonce.evaluation.pipeline import evaluate_checkpoint
+
+    dataset = _dataset_from_args(args)
+    metrics = evaluate_checkpoint(args.checkpoint, dataset=dataset, out_dir=args.out)
+    print(_metrics_line(metrics))
+    return 0
+
+
+def _run_embed(args: argparse.Namespace) -> int:
+    from clinfonce._io import atomic_write_with
+    from clinfonce.data.augment import EvalTransform
+    from clinfonce.data.registry import load_dataset
+    from clinfonce.evaluation.pipeline import extract_features, load_encoder
+
+    loaded = load_encoder(args.checkpoint)
+    dataset = _dataset_from_args(args)
+    if dataset is None:
+        data = loaded.config["data"]
+        dataset = load_dataset(
+            data["name"], **data["options"], **({"skip_bad": True} if data.get("skip_bad") else {})
+        )
+    table = dataset.table
+    rows = np.arange(len(table)) if args.split == "all" else dataset.rows(args.split)
+    transform = EvalTransform(loaded.crop_size, loaded.mean, loaded.std)
+    embeddings = extract_features(loaded.encoder, dataset, rows, transform, projection=args.projection)
+    index = pd.DataFrame({"row": rows})
+    if "path" in table.columns:
+        index["path"] = table["path"].to_numpy()[rows]
+    index["label"] = table["label"].to_numpy()[rows]
+    index["class_name"] = [dataset.class_names[i] if i >= 0 else "" for i in index["label"]]
+    index["split"] = table["split"].to_numpy()[rows]
+    args.out.mkdir(parents=True, exist_ok=True)
+    atomic_write_with(args.out / "embeddings.npy", lambda tmp: np.save(tmp, embeddings))
+    atomic_write_with(args.out / "index.csv", lambda tmp: index.to_csv(tmp, index=False))
+    print(f"wrote {args.out / 'embeddings.npy'} {embeddings.shape} and {args.out / 'index.csv'}")
+    return 0
+
+
+def _dataset_from_args(args: argparse.Namespace):
+    """The dataset named by --dataset with its --data-option values, or None (use the run's own)."""
+    if args.dataset is None:
+        if args.data_option:
+            raise InputError("--data-option needs --dataset")
+        return None
+    from clinfonce.data.registry import load_dataset
+
+    options = {}
+    for item in args.data_option:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise InputError(f"--data-option {item!r} must look like KEY=VALUE")
+        options[key] = yaml.safe_load(value)
+    return load_dataset(args.dataset, **options)
+
+
+def _metrics_line(metrics: dict) -> str:
+    parts = [f"{key}={value:.2f}" for key, value in metrics.items() if key.endswith("top1")]
+    return f"{metrics.get('dataset')} / {metrics.get('method')}: " + "  ".join(parts)
+
+
+def _quiet_lightning() -> None:
+    """Keep the console to the progress bar and our own lines: Lightning's tips and hints go to the log."""
+    import logging
+    import warnings
+
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    for pattern in (
+        ".*does not have many workers.*",
+        ".*smaller than the logging interval.*",
+        ".*LeafSpec.*",
+    ):
+        warnings.filterwarnings("ignore", message=pattern)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    import dataclasses
+    import time
+
+    from clinfonce.demo import DemoSettings, ordering_holds, run_demo
+
+    _quiet_lightning()
+    settings = (
+        DemoSettings() if args.epochs is None else dataclasses.replace(DemoSettings(), epochs=args.epochs)
+    )
+    started = time.perf_counter()
+    results = run_demo(args.out, seeds=args.seeds, settings=settings, progress=args.progress)
+    print("\nLinear-probe top-1 on the test split (%):")
+    print(results[["method", "seed", "top1", "knn20_top1", "train_seconds"]].to_string(index=False))
+    holds = ordering_holds(results)
+    print(f"SimCLR < Cl-InfoNCE < SupCon: {'holds' if holds.all() else 'does NOT hold'} "
+          f"({int(holds.sum())}/{len(holds)} seeds); total {time.perf_counter() - started:.0f} s")  # fmt: skip
+    print(f"wrote {args.out / 'results.csv'}, {args.out / 'report.md'}, {args.out / 'results.png'}")
     return 0
 
 

@@ -99,19 +99,36 @@ class ImageDataset:
         return np.flatnonzero(self.table["split"].to_numpy() == split).astype(np.int64)
 
 
-def encode_labels(names: Sequence[object]) -> tuple[np.ndarray, list[str]]:
+def encode_labels(
+    names: Sequence[object], all_classes: Sequence[object] | None = None
+) -> tuple[np.ndarray, list[str]]:
     """Map class names to ids ``0..C-1`` in sorted order of the names (as strings); missing -> -1.
+
+    Args:
+        names: ``[N]`` class name per row; ``None`` / NaN for no label.
+        all_classes: the source's full class list when it declares one (CUB's ``classes.txt``, CIFAR's
+            meta file), so ids stay the same even when a class has no row (e.g. all its files were
+            skipped). Default: the classes present in ``names``.
 
     Returns:
         ``(int64 [N] labels, [C] class names)``.
+
+    Raises:
+        InputError: a name is not in ``all_classes``.
     """
-    values = pd.Series(list(names), dtype=object)
-    missing = values.isna().to_numpy()
-    as_text = values.where(~missing, None).map(lambda value: None if value is None else str(value))
-    classes = sorted(set(as_text.dropna()))
+    texts = [None if _is_missing(name) else str(name) for name in names]
+    present = {text for text in texts if text is not None}
+    classes = sorted(present if all_classes is None else {str(name) for name in all_classes})
+    unknown = sorted(present - set(classes))
+    if unknown:
+        raise InputError(f"class(es) {unknown[:5]} are not in the source's class list")
     index = {name: i for i, name in enumerate(classes)}
-    labels = np.array([-1 if name is None else index[name] for name in as_text], dtype=np.int64)
+    labels = np.array([-1 if text is None else index[text] for text in texts], dtype=np.int64)
     return labels, classes
+
+
+def _is_missing(value: object) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value))
 
 
 def array_loader(images: np.ndarray) -> ImageLoader:

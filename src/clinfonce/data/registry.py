@@ -6,12 +6,28 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from clinfonce.data.common import cifar10_dataset, cifar100_dataset, fashion_mnist_dataset, omniglot_dataset
+from clinfonce.data.cub import cub200_dataset
 from clinfonce.data.dataset import ImageDataset
+from clinfonce.data.folder import imagefolder_dataset, table_dataset
+from clinfonce.data.imagenet100 import imagenet100_dataset
 from clinfonce.data.synthetic import shapes_dataset
+from clinfonce.data.utzappos import utzappos_dataset
+from clinfonce.data.wider import wider_dataset
 from clinfonce.errors import InputError
 
 DATASETS: dict[str, Callable[..., ImageDataset]] = {
     "shapes": shapes_dataset,
+    "imagefolder": imagefolder_dataset,
+    "table": table_dataset,
+    "utzappos": utzappos_dataset,
+    "cub200": cub200_dataset,
+    "wider": wider_dataset,
+    "imagenet100": imagenet100_dataset,
+    "cifar10": cifar10_dataset,
+    "cifar100": cifar100_dataset,
+    "fashion_mnist": fashion_mnist_dataset,
+    "omniglot": omniglot_dataset,
 }
 
 

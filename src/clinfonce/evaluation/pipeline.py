@@ -151,3 +151,50 @@ def evaluate_encoder(
     metrics["probe"] = {"weight_decay": probe.weight_decay, "epoch": probe.epoch, "val_top1": probe.val_top1}
     metrics["n_train"], metrics["n_test"] = len(train_rows), len(test_rows)
     return metrics
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    dataset: ImageDataset | None = None,
+    out_dir: Path | None = None,
+    device: str | torch.device | None = None,
+) -> dict[str, Any]:
+    """Evaluate a run (or checkpoint) and write ``metrics.json`` and ``report.md``.
+
+    Args:
+        checkpoint: a run directory, its ``encoder.pt``, or a Lightning checkpoint of a run.
+        dataset: the data to evaluate on; by default the run's own dataset, from its config.
+        out_dir: where the metrics and report go; by default the run directory.
+        device: defaults to CUDA when available.
+    """
+    from clinfonce.data.registry import load_dataset
+    from clinfonce.evaluation.report import write_run_report
+
+    loaded = load_encoder(checkpoint)
+    config = loaded.config
+    if dataset is None:
+        options = dict(config["data"]["options"])
+        if config["data"].get("skip_bad"):
+            options["skip_bad"] = True
+        dataset = load_dataset(config["data"]["name"], **options)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    evaluation = config["eval"]
+    metrics = evaluate_encoder(
+        loaded,
+        dataset,
+        probe_epochs=evaluation["probe_epochs"],
+        val_fraction=evaluation["val_fraction"],
+        knn_k=tuple(evaluation["knn_k"]),
+        batch_size=evaluation["batch_size"],
+        seed=config["train"]["seed"],
+        device=device,
+    )
+    metrics = {
+        "dataset": dataset.name,
+        "method": config["method"]["name"],
+        "checkpoint": str(loaded.source),
+        **metrics,
+    }
+    run_dir = loaded.source.parent if loaded.source.name == "encoder.pt" else loaded.source.parent.parent
+    write_run_report(run_dir, metrics, dataset.aux.notes, out_dir=out_dir)
+    return metrics

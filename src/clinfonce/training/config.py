@@ -22,6 +22,7 @@ from clinfonce.errors import InputError
 
 METHODS = ("clinfonce", "simclr", "supcon", "ce")
 CLUSTER_SOURCES = ("attributes", "hierarchy", "labels", "file", "none")
+OPTIMIZERS = ("sgd", "adamw")
 PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "64-true")
 
 
@@ -76,6 +77,8 @@ class MethodConfig:
 
 @dataclass
 class OptimConfig:
+    #: sgd (the paper: Nesterov momentum 0.95) | adamw (often steadier for short runs)
+    name: str = "sgd"
     batch_size: int = 128
     lr: float = 0.03
     momentum: float = 0.95
@@ -130,6 +133,7 @@ class Config:
         """Check values across fields; raise :class:`InputError` naming the key. Returns self."""
         checks = [
             (self.method.name in METHODS, "method.name", f"one of {', '.join(METHODS)}"),
+            (self.optim.name in OPTIMIZERS, "optim.name", f"one of {', '.join(OPTIMIZERS)}"),
             (
                 self.clusters.source in CLUSTER_SOURCES,
                 "clusters.source",
@@ -187,6 +191,11 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
         except yaml.YAMLError as error:
             raise InputError(f"override {item!r}: cannot parse the value") from error
         _set_nested(data, key.split("."), value)
+    return config_from_dict(data)
+
+
+def config_from_dict(data: Mapping[str, Any]) -> Config:
+    """Build and validate a config from nested sections, e.g. ``{"optim": {"lr": 0.1}}``."""
     return _build(Config, data, "").validate()
 
 
@@ -215,8 +224,8 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
     for key in data:
         if key not in names:
             close = difflib.get_close_matches(str(key), names, n=1)
-            hint = f" (did you mean {prefix}{close[0]!r}?)" if close else f"; valid keys: {', '.join(names)}"
-            raise InputError(f"config: unknown key {prefix}{key!r}{hint}")
+            hint = f" (did you mean '{prefix}{close[0]}'?)" if close else f"; valid keys: {', '.join(names)}"
+            raise InputError(f"config: unknown key '{prefix}{key}'{hint}")
     values = {}
     for name in names:
         if name not in data:

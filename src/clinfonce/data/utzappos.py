@@ -1,0 +1,236 @@
+"""UT-Zappos50K (Yu & Grauman, CVPR 2014) in its published layout.
+
+Files (as unpacked from ``ut-zap50k-images-square.zip`` or ``ut-zap50k-images.zip`` and
+``ut-zap50k-data.zip``; nothing is downloaded)::
+
+    ROOT/ut-zap50k-images-square/<Category>/<SubCategory>/<Brand>/<ProductID>.<ColorID>.jpg
+         (or ut-zap50k-images/, same tree; 50,025 images, 4 categories, 21 sub-categories)
+    ROOT/ut-zap50k-data/meta-data-bin.csv   CID, then 0/1 columns "<Enum>.<Value>"
+    ROOT/ut-zap50k-data/meta-data.csv       CID, Category, SubCategory, HeelHeight, Insole, Closure,
+                                            Gender, Material, ToeStyle (values may be "a;b" lists)
+
+- Label: the 21 sub-categories, named ``"<Category>/<SubCategory>"`` from the first two folder levels of the
+  path (``"Shoes/Oxfords"``). SubCategory alone is ambiguous ("Flat" is a sandal type, "Flats" a shoe type).
+- The image's CID is its file name without the extension, dots turned to dashes
+  (``100627.72.jpg`` -> ``100627-72``); the meta-data rows are matched by CID (no ``.mat`` file is read).
+- Auxiliary information: the binary attributes of ``meta-data-bin.csv`` (preferred; in the published file
+  126 columns in the groups HeelHeight, Insole, Closure, Gender, Material and ToeStyle), leaving out the
+  ``Category.*`` and ``SubCategory.*`` one-hots, which encode the label. Column names are kept as
+  published. Without ``meta-data-bin.csv``, ``meta-data.csv`` is expanded the same way: one 0/1 column
+  ``"<Enum>.<value>"`` per value (``;``-separated lists give several), an empty cell giving 0s. The paper
+  ranks these attributes by entropy; stage 1 (:func:`~clinfonce.clusters.rank_attributes`) does that.
+  Images without a meta-data row have missing (NaN) attributes; a repeated CID uses its first row. Both
+  counts are in ``aux.notes``.
+- Split: the paper's random 70/30 split, drawn here per sub-category (stratified), seeded: ``test_fraction``
+  0.3, ``seed`` 0 (rule: :func:`~clinfonce.data.folder.stratified_pick`).
+- Normalisation: the authors' statistics (mean 0.8342, 0.8142, 0.8081; std 0.2804, 0.3014, 0.3072).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from clinfonce.data.dataset import AuxInfo, ImageDataset
+from clinfonce.data.files import DEFAULT_MAX_PIXELS
+from clinfonce.data.folder import file_dataset, is_image_file, stratified_pick
+from clinfonce.data.tables import read_table, require_columns
+from clinfonce.errors import InputError
+
+IMAGE_DIRS = ("ut-zap50k-images-square", "ut-zap50k-images")
+META_DIR = "ut-zap50k-data"
+LABEL_GROUPS = ("Category", "SubCategory")
+ENUM_COLUMNS = ("HeelHeight", "Insole", "Closure", "Gender", "Material", "ToeStyle")
+MEAN = (0.8342, 0.8142, 0.8081)
+STD = (0.2804, 0.3014, 0.3072)
+
+
+def utzappos_dataset(
+    *,
+    root: str | os.PathLike,
+    images_dir: str | os.PathLike | None = None,
+    meta_dir: str | os.PathLike | None = None,
+    image_size: int | tuple[int, int] = 128,
+    channels: int = 3,
+    resize: str = "center_crop",
+    test_fraction: float = 0.3,
+    val_fraction: float = 0.0,
+    seed: int = 0,
+    skip_bad: bool = False,
+    check_files: bool = True,
+    workers: int | None = None,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+) -> ImageDataset:
+    """UT-Zappos50K: 21 sub-category labels, binary meta-data attributes, a seeded 70/30 split.
+
+    Args:
+        root: the folder holding ``ut-zap50k-images-square/`` (or ``ut-zap50k-images/``) and
+            ``ut-zap50k-data/``.
+        images_dir: the image tree, if elsewhere (relative to ``root`` or absolute); default: the first of
+            ``ut-zap50k-images-square``, ``ut-zap50k-images`` under ``root``, else ``root`` itself.
+        meta_dir: the folder of ``meta-data-bin.csv`` / ``meta-data.csv``; default ``root/ut-zap50k-data``,
+            else ``root``.
+        image_size: side of the square images returned (default 128, near the images' 136 px).
+        channels, resize: see :func:`~clinfonce.data.folder.imagefolder_dataset`.
+        test_fraction: fraction of each sub-category in the test split (the paper: 0.3).
+        val_fraction: fraction of each sub-category's training images moved to a validation split.
+        seed: seed of the splits.
+        skip_bad, check_files, workers, max_pixels: bad-image handling, see
+            :func:`~clinfonce.data.folder.imagefolder_dataset`.
+
+    Raises:
+        InputError: no image tree or no meta-data file, a malformed meta-data table, bad images.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(f"{root}: no such UT-Zappos50K folder (nothing is downloaded: give the local copy)")
+    image_root = _image_root(root, images_dir)
+    table = _list_images(root, image_root)
+    attributes, notes = _attributes(root, meta_dir, table["cid"])
+    table = pd.concat([table, attributes], axis=1)
+    test = stratified_pick(table["class"], table["path"], test_fraction, seed)
+    table["split"] = np.where(test, "test", "train")
+    aux = AuxInfo(attributes=tuple(attributes.columns), notes=notes)
+    return file_dataset(
+        "utzappos",
+        table,
+        root,
+        image_size=image_size,
+        channels=channels,
+        resize=resize,
+        mean=MEAN,
+        std=STD,
+        aux=aux,
+        skip_bad=skip_bad,
+        check_files=check_files,
+        workers=workers,
+        max_pixels=max_pixels,
+        val_fraction=val_fraction,
+        seed=seed,
+    )
+
+
+def cid_of(file_name: str) -> str:
+    """The CID of an image file name: ``"100627.72.jpg"`` -> ``"100627-72"``."""
+    return "-".join(file_name.split(".")[:-1])
+
+
+def _image_root(root: Path, images_dir: str | os.PathLike | None) -> Path:
+    if images_dir is not None:
+        path = Path(images_dir) if Path(images_dir).is_absolute() else root / images_dir
+        if not path.is_dir():
+            raise InputError(f"{path}: no such UT-Zappos50K image folder")
+        return path
+    for name in IMAGE_DIRS:
+        if (root / name).is_dir():
+            return root / name
+    return root
+
+
+def _subdirs(folder: Path) -> list[Path]:
+    with os.scandir(folder) as entries:
+        return sorted(Path(e.path) for e in entries if not e.name.startswith(".") and e.is_dir())
+
+
+def _list_images(root: Path, image_root: Path) -> pd.DataFrame:
+    """Every ``<Category>/<SubCategory>/<Brand>/<file>`` image (exactly that depth) under ``image_root``."""
+    rows = []
+    for category in _subdirs(image_root):
+        if category.name == META_DIR:
+            continue
+        for sub in _subdirs(category):
+            for brand in _subdirs(sub):
+                with os.scandir(brand) as entries:
+                    names = sorted(e.name for e in entries if is_image_file(e.name))
+                for name in names:
+                    rows.append(
+                        (
+                            (brand / name).relative_to(root).as_posix(),
+                            f"{category.name}/{sub.name}",
+                            category.name,
+                            sub.name,
+                            brand.name,
+                            cid_of(name),
+                        )
+                    )
+    if not rows:
+        raise InputError(
+            f"{image_root}: no images in the UT-Zappos50K layout <Category>/<SubCategory>/<Brand>/<file>.jpg "
+            f"(expected under {' or '.join(IMAGE_DIRS)})"
+        )
+    return pd.DataFrame(rows, columns=["path", "class", "category", "subcategory", "brand", "cid"])
+
+
+def _meta_file(root: Path, meta_dir: str | os.PathLike | None) -> Path:
+    if meta_dir is not None:
+        folders = [Path(meta_dir) if Path(meta_dir).is_absolute() else root / meta_dir]
+    else:
+        folders = [root / META_DIR, root]
+    for folder in folders:
+        for name in ("meta-data-bin.csv", "meta-data.csv"):
+            if (folder / name).is_file():
+                return folder / name
+    raise InputError(
+        f"no UT-Zappos50K meta-data: neither meta-data-bin.csv nor meta-data.csv in "
+        f"{' or '.join(map(str, folders))} (unpack ut-zap50k-data.zip there)"
+    )
+
+
+def _attributes(root: Path, meta_dir: str | os.PathLike | None, cids: pd.Series) -> tuple[pd.DataFrame, str]:
+    """Binary attribute columns aligned with ``cids`` (NaN where an image has no meta-data row)."""
+    path = _meta_file(root, meta_dir)
+    meta = read_table(path)
+    meta.columns = [str(column).strip() for column in meta.columns]
+    require_columns(meta, ["CID"], path)
+    meta["CID"] = meta["CID"].astype(str).str.strip()
+    binary = _binary_columns(meta, path) if path.name == "meta-data-bin.csv" else _expand_enums(meta, path)
+    repeated = int(meta["CID"].duplicated().sum())
+    binary.index = meta["CID"]
+    binary = binary[~binary.index.duplicated(keep="first")]
+    aligned = binary.reindex(pd.Index(cids.astype(str)))
+    unmatched = int((~pd.Index(cids.astype(str)).isin(binary.index)).sum())
+    aligned = aligned.astype(np.float32 if aligned.isna().to_numpy().any() else np.uint8)
+    aligned = aligned.reset_index(drop=True)
+    notes = (
+        f"{aligned.shape[1]} binary attributes from {path.name} (Category/SubCategory columns left out: they "
+        f"are the label); {unmatched} image(s) without a meta-data row (attributes missing); "
+        f"{repeated} repeated CID row(s) ignored (first kept)"
+    )
+    return aligned, notes
+
+
+def _binary_columns(meta: pd.DataFrame, path: Path) -> pd.DataFrame:
+    columns = [c for c in meta.columns if c != "CID" and c.split(".", 1)[0] not in LABEL_GROUPS]
+    if not columns:
+        raise InputError(f"{path}: no attribute columns besides CID, Category.* and SubCategory.*")
+    frame = meta[columns].apply(pd.to_numeric, errors="coerce")
+    for column in columns:
+        values = frame[column]
+        bad = ~(values.isin([0, 1]) | values.isna()) | (values.isna() & meta[column].notna())
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise InputError(
+                f"{path}: row {row}, column {column!r}: {meta[column].iloc[row]!r} is not 0 or 1"
+            )
+    return frame.astype(np.float32)
+
+
+def _expand_enums(meta: pd.DataFrame, path: Path) -> pd.DataFrame:
+    enums = [c for c in meta.columns if c != "CID" and c not in LABEL_GROUPS]
+    if not enums:
+        raise InputError(f"{path}: no attribute columns (expected {', '.join(ENUM_COLUMNS)})")
+    blocks: dict[str, np.ndarray] = {}
+    for column in enums:
+        cells: Sequence[list[str]] = [
+            [] if pd.isna(cell) else [v.strip() for v in str(cell).split(";") if v.strip()]
+            for cell in meta[column]
+        ]
+        for value in sorted({v for cell in cells for v in cell}):
+            blocks[f"{column}.{value}"] = np.array([value in cell for cell in cells], dtype=np.float32)
+    if not blocks:
+        raise InputError(f"{path}: the attribute columns {enums} hold no values")
+    return pd.DataFrame(blocks, index=meta.index)

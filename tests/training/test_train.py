@@ -1,0 +1,122 @@
+"""End to end on a tiny generated set: learning happens, checkpoints load safely, resume is exact."""
+
+from __future__ import annotations
+
+import pickle
+
+import lightning as L
+import pytest
+import torch
+
+from clinfonce.data.synthetic import shapes_dataset
+from clinfonce.errors import InputError
+from clinfonce.evaluation.pipeline import evaluate_checkpoint, load_encoder
+from clinfonce.evaluation.report import training_curve
+from clinfonce.training.config import config_from_dict
+from clinfonce.training.run import train
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return shapes_dataset(n_train=384, n_test=192, image_size=32, seed=1)
+
+
+def tiny_config(run_dir, method="clinfonce", epochs=3, **train_options):
+    return config_from_dict(
+        {
+            "data": {"name": "shapes", "options": {"n_train": 384, "n_test": 192, "seed": 1}},
+            "clusters": {"source": "attributes", "top_k": 3},
+            "method": {"name": method},
+            "optim": {"batch_size": 64, "lr": 0.2, "warmup_epochs": 0.5},
+            "train": {
+                "epochs": epochs,
+                "out": str(run_dir),
+                "progress_bar": False,
+                "log_every_n_steps": 1,
+                **train_options,
+            },
+            "eval": {"probe_epochs": 60, "knn_k": [5]},
+        }
+    )
+
+
+def test_train_then_evaluate_learns(tmp_path, tiny) -> None:
+    run_dir = train(tiny_config(tmp_path / "run", method="supcon", epochs=4), dataset=tiny)
+    for name in (
+        "config.yaml",
+        "environment.json",
+        "encoder.pt",
+        "checkpoints/last.ckpt",
+        "logs/metrics.csv",
+    ):
+        assert (run_dir / name).exists(), name
+    curve = training_curve(run_dir)
+    assert len(curve) == 4 and curve["train_loss"].iloc[-1] < curve["train_loss"].iloc[0]
+    metrics = evaluate_checkpoint(run_dir, dataset=tiny, device="cpu")
+    chance = 100 / 12
+    assert metrics["linear_top1"] > 2.5 * chance, metrics  # clearly above chance after four short epochs
+    assert (run_dir / "metrics.json").exists() and (run_dir / "report.md").exists()
+
+
+def test_clinfonce_run_records_cluster_provenance(tmp_path, tiny) -> None:
+    run_dir = train(tiny_config(tmp_path / "run", epochs=1), dataset=tiny)
+    meta = (run_dir / "clusters.json").read_text()
+    assert '"method": "attributes"' in meta and '"k": 3' in meta
+    assert (run_dir / "cluster_stats.json").exists()
+    environment = (run_dir / "environment.json").read_text()
+    assert '"seed": 0' in environment and '"torch"' in environment
+
+
+class StopAfterFirstEpoch(L.Callback):
+    def on_train_epoch_end(self, trainer, module) -> None:
+        trainer.should_stop = True
+
+
+def test_resume_matches_an_uninterrupted_run(tmp_path, tiny) -> None:
+    straight = train(tiny_config(tmp_path / "straight", epochs=2), dataset=tiny)
+    interrupted = train(
+        tiny_config(tmp_path / "resumed", epochs=2), callbacks=[StopAfterFirstEpoch()], dataset=tiny
+    )
+    first = torch.load(interrupted / "checkpoints" / "last.ckpt", weights_only=True)
+    assert first["epoch"] == 0
+    train(tiny_config(tmp_path / "resumed", epochs=2, resume="auto"), dataset=tiny)
+    a = torch.load(straight / "checkpoints" / "last.ckpt", weights_only=True)
+    b = torch.load(interrupted / "checkpoints" / "last.ckpt", weights_only=True)
+    assert a["global_step"] == b["global_step"] == 2 * (384 // 64)
+    state_a, state_b = a["optimizer_states"][0]["state"], b["optimizer_states"][0]["state"]
+    assert state_a.keys() == state_b.keys()
+    for key in state_a:
+        torch.testing.assert_close(state_a[key]["momentum_buffer"], state_b[key]["momentum_buffer"])
+    for key, value in a["state_dict"].items():
+        torch.testing.assert_close(value, b["state_dict"][key], msg=key)
+    assert a["lr_schedulers"][0]["last_epoch"] == b["lr_schedulers"][0]["last_epoch"]
+
+
+def test_refuses_to_overwrite_a_run(tmp_path, tiny) -> None:
+    train(tiny_config(tmp_path / "run", epochs=1), dataset=tiny)
+    with pytest.raises(InputError, match="already holds a run"):
+        train(tiny_config(tmp_path / "run", epochs=1), dataset=tiny)
+
+
+def test_checkpoints_cannot_run_code(tmp_path) -> None:
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    evil = tmp_path / "evil.ckpt"
+    evil.write_bytes(pickle.dumps({"state_dict": Exploit()}))
+    with pytest.raises(InputError, match="not a loadable clinfonce checkpoint"):
+        load_encoder(evil)
+    assert not marker.exists()
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(InputError, match=r"junk\.pt"):
+        load_encoder(junk)
+    other = tmp_path / "other.pt"
+    torch.save({"weights": torch.zeros(2)}, other)
+    with pytest.raises(InputError, match="not a clinfonce checkpoint"):
+        load_encoder(other)
+    with pytest.raises(InputError, match=r"no encoder\.pt"):
+        load_encoder(tmp_path)
