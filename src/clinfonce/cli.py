@@ -7,7 +7,9 @@ any other exception is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +26,7 @@ from clinfonce.clusters import (
     hierarchy_clusters,
     kmeans_clusters,
 )
+from clinfonce.data.registry import DATASETS, load_dataset
 from clinfonce.data.tables import read_table, require_columns
 from clinfonce.errors import InputError
 
@@ -45,6 +48,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 -- silence the interpreter's flush at exit
+        return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_clusters(commands)
     _add_stats(commands)
+    _add_data(commands)
     _add_train(commands)
     _add_eval(commands)
     _add_embed(commands)
@@ -79,7 +86,8 @@ def _add_clusters(commands: argparse._SubParsersAction) -> None:
         "  clinfonce clusters --table imgs.csv --features emb.npy --k 100 --spherical --out c.csv",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--table", required=True, type=Path, help="metadata table (.csv, .tsv, .txt, .parquet)")
+    p.add_argument("--table", type=Path, default=None, help="metadata table (.csv, .tsv, .txt, .parquet)")
+    _add_dataset_arguments(p, required=False)
     p.add_argument(
         "--out", required=True, type=Path, help="output CSV; the provenance goes beside it (.json)"
     )
@@ -161,6 +169,69 @@ def _add_clusters(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_run_clusters)
 
 
+def _add_dataset_arguments(p: argparse.ArgumentParser, required: bool) -> None:
+    p.add_argument(
+        "--dataset",
+        required=required,
+        default=None,
+        help="a registered dataset: " + ", ".join(sorted(DATASETS)),
+    )
+    p.add_argument("--root", type=Path, default=None, help="the dataset's directory (its 'root' option)")
+    p.add_argument(
+        "--data-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="another loader option, value as YAML (repeatable)",
+    )
+
+
+def _add_data(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("data", help="dataset tools (check)")
+    data_commands = p.add_subparsers(dest="data_command", metavar="DATA_COMMAND")
+    check = data_commands.add_parser(
+        "check",
+        help="validate a dataset without training",
+        description="Load a dataset, open every image, and report images per split, classes, auxiliary "
+        "columns and their missing values, and every unreadable file (truncated, empty, not an image, "
+        "a decompression bomb, not a regular file) with its reason. Exit status: 0 when clean, 1 when "
+        "problems were found, 2 for a usage error.",
+    )
+    _add_dataset_arguments(check, required=True)
+    check.add_argument("--json", action="store_true", help="print one JSON object")
+    check.set_defaults(handler=_run_data_check)
+    p.set_defaults(handler=lambda args: _usage(p))
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return EXIT_USER_ERROR
+
+
+def _run_data_check(args: argparse.Namespace) -> int:
+    from clinfonce.data.check import dataset_summary
+
+    dataset = _dataset_from_args(args, skip_bad=True)
+    summary = dataset_summary(dataset)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        splits = ", ".join(f"{k} {v}" for k, v in summary["splits"].items())
+        print(f"{summary['dataset']}: {summary['images']} images ({splits}), {summary['classes']} classes")
+        print(
+            f"auxiliary: attributes {len(summary['attributes'])}, tags {len(summary['tags'])}, hierarchy {summary['hierarchy']}"
+        )
+        if summary["notes"]:
+            print(f"notes: {summary['notes']}")
+        for column, count in summary["missing_values"].items():
+            if count:
+                print(f"missing values: {column}: {count}")
+        for bad in summary["bad_files"]:
+            print(f"bad file: {bad['path']}: {bad['reason']}")
+        print("no problems found" if not summary["problems"] else f"{summary['problems']} problem(s) found")
+    return 1 if summary["problems"] else 0
+
+
 def _add_stats(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
         "stats",
@@ -204,14 +275,7 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:
         "the test split. The dataset defaults to the run's own (from its config.yaml).",
     )
     p.add_argument("--checkpoint", required=True, type=Path, help="run directory or checkpoint file")
-    p.add_argument("--dataset", default=None, help="evaluate on another dataset (a registered name)")
-    p.add_argument(
-        "--data-option",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="dataset loader option (repeatable)",
-    )
+    _add_dataset_arguments(p, required=False)
     p.add_argument(
         "--out", type=Path, default=None, help="directory for metrics.json and report.md (default: the run)"
     )
@@ -228,14 +292,7 @@ def _add_embed(commands: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--checkpoint", required=True, type=Path, help="run directory or checkpoint file")
     p.add_argument("--out", required=True, type=Path, help="output directory")
-    p.add_argument("--dataset", default=None, help="embed another dataset (a registered name)")
-    p.add_argument(
-        "--data-option",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="dataset loader option (repeatable)",
-    )
+    _add_dataset_arguments(p, required=False)
     p.add_argument("--split", choices=("all", "train", "val", "test"), default="all")
     p.add_argument(
         "--projection", action="store_true", help="projection-head outputs instead of backbone features"
@@ -286,7 +343,6 @@ def _run_eval(args: argparse.Namespace) -> int:
 def _run_embed(args: argparse.Namespace) -> int:
     from clinfonce._io import atomic_write_with
     from clinfonce.data.augment import EvalTransform
-    from clinfonce.data.registry import load_dataset
     from clinfonce.evaluation.pipeline import extract_features, load_encoder
 
     loaded = load_encoder(args.checkpoint)
@@ -313,20 +369,22 @@ def _run_embed(args: argparse.Namespace) -> int:
     return 0
 
 
-def _dataset_from_args(args: argparse.Namespace):
-    """The dataset named by --dataset with its --data-option values, or None (use the run's own)."""
+def _dataset_from_args(args: argparse.Namespace, skip_bad: bool = False):
+    """The dataset named by --dataset with --root and --data-option, or None (use the run's own)."""
     if args.dataset is None:
-        if args.data_option:
-            raise InputError("--data-option needs --dataset")
+        if args.data_option or getattr(args, "root", None):
+            raise InputError("--root and --data-option need --dataset")
         return None
-    from clinfonce.data.registry import load_dataset
-
     options = {}
+    if getattr(args, "root", None) is not None:
+        options["root"] = str(args.root)
     for item in args.data_option:
         key, sep, value = item.partition("=")
         if not sep:
             raise InputError(f"--data-option {item!r} must look like KEY=VALUE")
         options[key] = yaml.safe_load(value)
+    if skip_bad and "skip_bad" in inspect.signature(DATASETS.get(args.dataset, dict)).parameters:
+        options["skip_bad"] = True
     return load_dataset(args.dataset, **options)
 
 
@@ -371,53 +429,84 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 
 def _run_clusters(args: argparse.Namespace) -> int:
-    table = read_table(args.table)
-    modes = [bool(args.attributes or args.tags), args.hierarchy is not None, args.features is not None]
+    if (args.table is None) == (args.dataset is None):
+        raise InputError("give either --table (a metadata table) or --dataset (a registered dataset)")
+    aux = None
+    if args.table is not None:
+        table = read_table(args.table)
+        source = args.table
+        path_col = args.path_col or ("path" if "path" in table.columns else None)
+        label_col = args.label_col
+    else:
+        dataset = _dataset_from_args(args)
+        aux, source = dataset.aux, Path(args.dataset)
+        table = dataset.table.copy()
+        table["class_name"] = [dataset.class_names[i] if i >= 0 else None for i in table["label"]]
+        path_col = "path" if "path" in table.columns else None
+        label_col = args.label_col or "class_name"
+    require_columns(table, [c for c in (path_col, label_col) if c], source)
+    use_attributes = bool(args.attributes or args.tags) or (aux is not None and args.top_k is not None)
+    use_hierarchy = args.hierarchy is not None or (aux is not None and args.level is not None)
+    modes = [use_attributes, use_hierarchy, args.features is not None]
     if sum(modes) != 1:
         raise InputError("choose exactly one source: --attributes/--tags, --hierarchy or --features")
-    path_col = args.path_col or ("path" if "path" in table.columns else None)
-    require_columns(table, [c for c in (path_col, args.label_col) if c], args.table)
     if modes[0]:
-        assignment = _attribute_assignment(table, args)
+        assignment = _attribute_assignment(table, args, aux)
     elif modes[1]:
-        assignment = _hierarchy_assignment(table, args)
+        assignment = _hierarchy_assignment(table, args, label_col, aux)
     else:
         assignment = _kmeans_assignment(table, args)
     columns = {}
     if path_col:
         columns["path"] = table[path_col].tolist()
-    if args.label_col and args.label_col != path_col:
-        columns["label"] = table[args.label_col].tolist()
+    if label_col and label_col != path_col:
+        columns["label"] = table[label_col].tolist()
     json_path = assignment.save(args.out, columns=columns)
     print(f"{assignment.n} rows -> {assignment.n_clusters} clusters; wrote {args.out} and {json_path}")
-    if args.label_col:
-        _print_stats(cluster_stats(assignment.ids, _labels(table, args.label_col, args.table)))
+    if label_col:
+        labelled = table[label_col].notna().to_numpy()
+        if labelled.any():
+            _print_stats(cluster_stats(assignment.ids[labelled], table[label_col].to_numpy()[labelled]))
     return 0
 
 
-def _attribute_assignment(table: pd.DataFrame, args: argparse.Namespace) -> ClusterAssignment:
+def _attribute_assignment(table: pd.DataFrame, args: argparse.Namespace, aux) -> ClusterAssignment:
     if args.top_k is None:
         raise InputError("--top-k is required with --attributes/--tags")
+    attributes, tags = args.attributes, args.tags
+    if not attributes and not tags:  # a dataset's own auxiliary attributes
+        attributes, tags = list(aux.attributes), list(aux.tags)
+        if not attributes and not tags:
+            raise InputError(
+                f"dataset {args.dataset!r} has no auxiliary attributes; name columns with --attributes"
+            )
     return attribute_clusters(
         table,
-        args.attributes,
+        attributes,
         k=args.top_k,
-        tags=args.tags,
+        tags=tags,
         bins=args.bins or None,
         top_tags=args.top_tags,
         tag_separator=args.tag_separator,
     )
 
 
-def _hierarchy_assignment(table: pd.DataFrame, args: argparse.Namespace) -> ClusterAssignment:
-    if args.level is None or args.label_col is None:
+def _hierarchy_assignment(
+    table: pd.DataFrame, args: argparse.Namespace, label_col: str | None, aux
+) -> ClusterAssignment:
+    if args.level is None or label_col is None:
         raise InputError("--hierarchy needs --label-col (the class of each row) and --level")
-    labels = table[args.label_col].to_numpy(dtype=object)
+    labels = table[label_col].to_numpy(dtype=object)
     classes = sorted({str(label) for label in labels if not pd.isna(label)})
-    if args.hierarchy == "wordnet":
+    hierarchy = args.hierarchy or (aux.hierarchy if aux is not None else None)
+    if hierarchy is None:
+        raise InputError(f"dataset {args.dataset!r} has no class hierarchy; give one with --hierarchy")
+    if hierarchy == "wordnet":
         parents = WordNet(args.wordnet_dir).parent_map(classes)
+    elif isinstance(hierarchy, str):
+        parents = _read_parents(Path(hierarchy))
     else:
-        parents = _read_parents(Path(args.hierarchy))
+        parents = hierarchy
     return hierarchy_clusters(labels, parents, args.level, path_rule=args.path_rule)
 
 

@@ -1,0 +1,37 @@
+"""``clinfonce data check``: what a dataset holds and what is wrong with it, without training."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from clinfonce.data.dataset import SPLITS, ImageDataset
+
+
+def dataset_summary(dataset: ImageDataset) -> dict[str, Any]:
+    """Counts of images per split, classes, auxiliary columns and their missing values, unreadable files.
+
+    Returns a JSON-serialisable dict; ``problems`` counts the unreadable files and the auxiliary values
+    that are missing (those rows become singleton clusters in stage 1).
+    """
+    table = dataset.table
+    aux = dataset.aux
+    columns = [*aux.attributes, *aux.tags]
+    missing = {column: int(table[column].isna().sum()) for column in columns if column in table.columns}
+    hierarchy = aux.hierarchy if isinstance(aux.hierarchy, str) or aux.hierarchy is None else "parents map"
+    unlabelled = int((table["label"] < 0).sum())
+    return {
+        "dataset": dataset.name,
+        "root": str(dataset.root) if dataset.root else None,
+        "images": len(table),
+        "splits": {split: int((table["split"] == split).sum()) for split in SPLITS},
+        "classes": dataset.n_classes,
+        "unlabelled_images": unlabelled,
+        "image_size": list(dataset.image_size),
+        "attributes": list(aux.attributes),
+        "tags": list(aux.tags),
+        "hierarchy": hierarchy,
+        "missing_values": missing,
+        "notes": aux.notes,
+        "bad_files": [{"path": path, "reason": reason} for path, reason in dataset.skipped.items()],
+        "problems": len(dataset.skipped) + sum(missing.values()),
+    }
