@@ -59,6 +59,8 @@ class ContrastiveModule(L.LightningModule):
         self.classifier = (
             nn.Linear(self.encoder.feature_dim, n_classes) if config.method.name == "ce" else None
         )
+        if config.model.channels_last:
+            self.encoder.to(memory_format=torch.channels_last)
         ids = torch.full((n_rows,), -1, dtype=torch.long) if cluster_ids is None else cluster_ids.long()
         self.register_buffer("cluster_ids", ids.clone())
         self.generator: torch.Generator | None = None
@@ -79,11 +81,14 @@ class ContrastiveModule(L.LightningModule):
         images, labels, rows = batch
         views = self.augment(images, generator=self.generator)  # [B, V, 3, S, S]
         n, v = views.shape[:2]
+        flat = views.flatten(0, 1)  # [B * V, 3, S, S]
+        if self.config.model.channels_last:
+            flat = flat.contiguous(memory_format=torch.channels_last)
         if self.classifier is not None:
-            logits = self.classifier(self.encoder.features(views[:, 0]))
+            logits = self.classifier(self.encoder.features(flat))  # one view per image
             loss = nn.functional.cross_entropy(logits, labels)
         else:
-            z = self.encoder(views.flatten(0, 1)).view(n, v, -1)
+            z = self.encoder(flat).view(n, v, -1)
             loss = self.loss_fn(z, self._positive_ids(labels, rows))
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=n, sync_dist=True)
         self.log(

@@ -1,0 +1,123 @@
+"""The train / eval / embed / data check / demo commands, end to end on tiny data."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from clinfonce.cli import main
+from clinfonce.demo import DemoSettings, ordering_holds, run_demo
+
+TINY = [
+    "data.options={n_train: 256, n_test: 128, seed: 2}",
+    "optim.batch_size=64",
+    "train.epochs=1",
+    "train.progress_bar=false",
+    "eval.probe_epochs=20",
+    "eval.knn_k=[5]",
+]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("cli") / "run"
+    assert main(["train", *TINY, f"train.out={run_dir}"]) == 0
+    return run_dir
+
+
+def test_train_writes_a_complete_run(trained_run) -> None:
+    for name in (
+        "config.yaml",
+        "environment.json",
+        "clusters.csv",
+        "clusters.json",
+        "encoder.pt",
+        "metrics.json",
+        "report.md",
+    ):
+        assert (trained_run / name).exists(), name
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    assert 0 <= metrics["linear_top1"] <= 100 and metrics["n_test"] == 128
+
+
+def test_eval_from_a_lightning_checkpoint_matches_the_run(trained_run, tmp_path, capsys) -> None:
+    out = tmp_path / "eval"
+    assert (
+        main(["eval", "--checkpoint", str(trained_run / "checkpoints" / "last.ckpt"), "--out", str(out)]) == 0
+    )
+    again = json.loads((out / "metrics.json").read_text())
+    first = json.loads((trained_run / "metrics.json").read_text())
+    assert again["linear_top1"] == pytest.approx(first["linear_top1"])  # same weights, same protocol
+    assert "linear_top1" in capsys.readouterr().out
+
+
+def test_embed_rows_match_the_index(trained_run, tmp_path) -> None:
+    out = tmp_path / "emb"
+    assert main(["embed", "--checkpoint", str(trained_run), "--out", str(out), "--split", "test"]) == 0
+    embeddings = np.load(out / "embeddings.npy")
+    index = pd.read_csv(out / "index.csv")
+    assert embeddings.shape == (128, 256) and len(index) == 128
+    assert (index["split"] == "test").all() and index["row"].tolist() == list(range(256, 384))
+    assert main(["embed", "--checkpoint", str(trained_run), "--out", str(out / "p"), "--projection"]) == 0
+    assert np.load(out / "p" / "embeddings.npy").shape == (384, 128)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "optim.lrr=1"], "unknown key 'optim.lrr'"),
+        (["train", "--config", "missing.yaml"], "no such config file"),
+        (["train", "data.name=nope"], "unknown dataset 'nope'"),
+        (["eval", "--checkpoint", "missing.ckpt"], "no such checkpoint file"),
+        (
+            ["data", "check", "--dataset", "imagefolder", "--root", "/nonexistent/images"],
+            "/nonexistent/images",
+        ),
+    ],
+)
+def test_user_errors_exit_2(argv, message, capsys) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_data_check_lists_bad_files_and_exits_1(tmp_path, capsys) -> None:
+    for cls in ("cat", "dog"):
+        (tmp_path / cls).mkdir()
+        for i in range(3):
+            Image.fromarray(np.full((8, 8, 3), 40 * i, np.uint8)).save(tmp_path / cls / f"{i}.png")
+    (tmp_path / "dog" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    assert main(["data", "check", "--dataset", "imagefolder", "--root", str(tmp_path), "--json"]) == 1
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["images"] == 6 and summary["classes"] == 2
+    assert [bad["path"] for bad in summary["bad_files"]] == ["dog/broken.png"]
+    (tmp_path / "dog" / "broken.png").unlink()
+    assert main(["data", "check", "--dataset", "imagefolder", "--root", str(tmp_path)]) == 0
+    assert "no problems found" in capsys.readouterr().out
+
+
+def test_demo_writes_results_report_and_plot(tmp_path) -> None:
+    settings = DemoSettings(n_train=256, n_test=128, epochs=1, batch_size=64, probe_epochs=10)
+    results = run_demo(tmp_path, seeds=(0,), settings=settings, log=lambda *_: None)
+    assert results["method"].tolist() == ["simclr", "clinfonce", "supcon"]
+    written = pd.read_csv(tmp_path / "results.csv")
+    assert {"method", "seed", "top1"} <= set(written.columns) and len(written) == 3
+    assert (tmp_path / "report.md").read_text().startswith("# clinfonce demo")
+    with Image.open(tmp_path / "results.png") as plot:
+        assert plot.format == "PNG" and plot.size[0] > 300
+    assert (tmp_path / "stage1_sweep.csv").exists()
+
+
+def test_ordering_check() -> None:
+    table = pd.DataFrame(
+        {
+            "method": ["simclr", "clinfonce", "supcon"] * 2,
+            "seed": [0, 0, 0, 1, 1, 1],
+            "top1": [50, 60, 70, 50, 45, 70],
+        }
+    )
+    assert ordering_holds(table).tolist() == [True, False]
