@@ -21,6 +21,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iter
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    _default_permissions(fd)
     try:
         with os.fdopen(fd, mode, **kwargs) as handle:
             yield handle
@@ -37,6 +38,7 @@ def atomic_write_with(path: str | os.PathLike, write: Callable[[Path], Any]) -> 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    _default_permissions(fd)
     os.close(fd)
     try:
         write(Path(tmp))
@@ -44,6 +46,13 @@ def atomic_write_with(path: str | os.PathLike, write: Callable[[Path], Any]) -> 
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _default_permissions(fd: int) -> None:
+    """mkstemp creates files readable by the owner only; give them the usual 0666 & ~umask instead."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

@@ -263,6 +263,11 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--config", type=Path, default=None, help="YAML config (default: the built-in defaults)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. optim.lr=0.1 train.epochs=20")
     p.add_argument("--no-eval", action="store_true", help="skip the evaluation after training")
+    p.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="leave unreadable images out (listed in the run's skipped.csv) instead of stopping at the first",
+    )
     p.set_defaults(handler=_run_train)
 
 
@@ -320,7 +325,7 @@ def _run_train(args: argparse.Namespace) -> int:
     from clinfonce.training.config import load_config
     from clinfonce.training.run import train
 
-    config = load_config(args.config, args.overrides)
+    config = load_config(args.config, [*args.overrides, *(["data.skip_bad=true"] if args.skip_bad else [])])
     _quiet_lightning()
     run_dir = train(config)
     print(f"trained: {run_dir}")
