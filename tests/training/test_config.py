@@ -62,3 +62,17 @@ def test_file_errors(tmp_path) -> None:
     listing.write_text("- a\n- b\n")
     with pytest.raises(ValueError, match="must be a mapping"):
         load_config(listing)
+
+
+def test_optimizer_follows_the_config() -> None:
+    import torch
+
+    from clinfonce.training.module import build_optimizer
+
+    decay, no_decay = [torch.nn.Parameter(torch.zeros(2, 2))], [torch.nn.Parameter(torch.zeros(2))]
+    sgd = build_optimizer(load_config().optim, decay, no_decay)
+    assert isinstance(sgd, torch.optim.SGD)
+    assert sgd.param_groups[0]["nesterov"] and sgd.param_groups[0]["momentum"] == 0.95
+    assert [g["weight_decay"] for g in sgd.param_groups] == [1e-4, 0.0]
+    adamw = build_optimizer(load_config(None, ["optim.name=adamw", "optim.lr=0.003"]).optim, decay, no_decay)
+    assert isinstance(adamw, torch.optim.AdamW) and adamw.param_groups[0]["lr"] == 0.003

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from clinfonce.data.augment import ContrastiveAugment
 from clinfonce.losses import ClInfoNCELoss
 from clinfonce.models import Encoder
-from clinfonce.training.config import Config
+from clinfonce.training.config import Config, OptimConfig
 
 
 class ContrastiveModule(L.LightningModule):
@@ -112,15 +112,7 @@ class ContrastiveModule(L.LightningModule):
         for name, parameter in self.named_parameters():
             # the usual exemption of BatchNorm and bias parameters from weight decay
             (no_decay if parameter.ndim <= 1 or name.endswith(".bias") else decay).append(parameter)
-        optimizer = torch.optim.SGD(
-            [
-                {"params": decay, "weight_decay": optim.weight_decay},
-                {"params": no_decay, "weight_decay": 0.0},
-            ],
-            lr=optim.lr,
-            momentum=optim.momentum,
-            nesterov=optim.nesterov and optim.momentum > 0,
-        )
+        optimizer = build_optimizer(self.config.optim, decay, no_decay)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warmup = min(total - 1, round(optim.warmup_epochs * total / max(1, self.trainer.max_epochs)))
         scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -140,6 +132,22 @@ class ContrastiveModule(L.LightningModule):
             "mean": self.augment.mean.flatten().tolist(),
             "std": self.augment.std.flatten().tolist(),
         }
+
+
+def build_optimizer(
+    optim: OptimConfig, decay: list[nn.Parameter], no_decay: list[nn.Parameter]
+) -> torch.optim.Optimizer:
+    """SGD (Nesterov momentum, the paper's) or AdamW, weight decay only on ``decay``."""
+    groups = [
+        {"params": decay, "weight_decay": optim.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    if optim.name == "adamw":
+        return torch.optim.AdamW(groups, lr=optim.lr)
+    if optim.name == "sgd":
+        nesterov = optim.nesterov and optim.momentum > 0
+        return torch.optim.SGD(groups, lr=optim.lr, momentum=optim.momentum, nesterov=nesterov)
+    raise ValueError(f"unknown optimizer {optim.name!r}")
 
 
 def warmup_cosine(step: int, warmup: int, total: int) -> float:
