@@ -29,11 +29,13 @@ from clinfonce.training.config import Config, config_from_dict
 from clinfonce.training.run import train
 
 METHODS = ("simclr", "clinfonce", "supcon")
+_COLORS = {"simclr": "#999999", "clinfonce": "#2b7bba", "supcon": "#d95f02"}
 
 
 @dataclass(frozen=True)
 class DemoSettings:
-    """Sizes and hyper-parameters of the demo; the defaults finish in about 4 minutes on 2 CPU cores.
+    """Sizes and hyper-parameters of the demo; the defaults take about 3 minutes per seed on 2 CPU cores
+    (docs/results.md).
 
     The paper's recipe (SGD, temperature 0.1, hundreds of epochs) needs far longer than a demo has: with a
     few hundred steps, SGD at temperature 0.1 first collapses every embedding onto one point for
@@ -44,12 +46,13 @@ class DemoSettings:
 
     n_train: int = 3000
     n_test: int = 1000
-    epochs: int = 9
+    epochs: int = 20
     batch_size: int = 128
+    width: int = 16
     optimizer: str = "adamw"
     lr: float = 0.01
     temperature: float = 0.2
-    top_k: int = 3
+    top_k: int = 5
     probe_epochs: int = 100
 
 
@@ -123,7 +126,7 @@ def _config(method: str, seed: int, run_dir: Path, settings: DemoSettings, progr
                 "options": {"n_train": settings.n_train, "n_test": settings.n_test, "seed": 0},
             },
             "clusters": {"source": "attributes", "top_k": settings.top_k},
-            "model": {"backbone": "small"},
+            "model": {"backbone": "small", "width": settings.width},
             "method": {"name": method, "temperature": settings.temperature},
             "optim": {
                 "name": settings.optimizer,
@@ -193,15 +196,19 @@ def _plot(out: Path, table: pd.DataFrame) -> None:
 
     figure, (bars, curves) = plt.subplots(1, 2, figsize=(10, 4))
     summary = table.groupby("method", sort=False)["top1"].agg(["mean", "std"]).reindex(list(METHODS))
-    bars.bar(
-        summary.index, summary["mean"], yerr=summary["std"].fillna(0), color=["#999999", "#2b7bba", "#d95f02"]
-    )
+    bars.bar(summary.index, summary["mean"], yerr=summary["std"].fillna(0), color=list(_COLORS.values()))
     bars.set_ylabel("linear-probe top-1 (%)")
     bars.set_title("Test accuracy (mean over seeds)")
     for method in METHODS:
-        for run in table.loc[table["method"] == method, "run"]:
+        for i, run in enumerate(table.loc[table["method"] == method, "run"]):
             curve = training_curve(out / run)
-            curves.plot(curve["epoch"] + 1, curve["train_loss"], label=f"{method} ({Path(run).name})")
+            curves.plot(
+                curve["epoch"] + 1,
+                curve["train_loss"],
+                color=_COLORS[method],
+                linestyle=("-", "--", ":", "-.")[i % 4],
+                label=Path(run).name,
+            )
     curves.set_xlabel("epoch")
     curves.set_ylabel("training loss")
     curves.set_title("Training curves")

@@ -16,17 +16,19 @@ BACKBONES = ("small", "resnet18", "resnet50")
 ENCODER_FORMAT = "clinfonce-encoder-v1"
 
 
-def build_backbone(name: str, small_images: bool = False) -> tuple[nn.Module, int]:
+def build_backbone(name: str, small_images: bool = False, width: int = 32) -> tuple[nn.Module, int]:
     """A feature extractor ``[B, 3, H, W] -> [B, F]`` and its feature size F.
 
     Args:
-        name: ``"small"`` (a 4-block CNN, 256 features, for CPU runs and tests), ``"resnet18"`` (512) or
-            ``"resnet50"`` (2048).
+        name: ``"small"`` (a 4-block CNN with ``8 * width`` features, for CPU runs and tests),
+            ``"resnet18"`` (512) or ``"resnet50"`` (2048).
         small_images: for ResNets, replace the ImageNet stem (7x7 stride-2 conv + max-pool) with a 3x3
             stride-1 conv and no max-pool, the usual choice for 32-px images.
+        width: channels of the first block of the small CNN (ignored by ResNets).
     """
     if name == "small":
-        return SmallCNN(), SmallCNN.feature_dim
+        net = SmallCNN(width)
+        return net, net.feature_dim
     if name not in BACKBONES:
         raise InputError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
     net = getattr(torchvision.models, name)(weights=None)
@@ -39,15 +41,16 @@ def build_backbone(name: str, small_images: bool = False) -> tuple[nn.Module, in
 
 
 class SmallCNN(nn.Module):
-    """Four conv-BN-ReLU blocks (32, 64, 128, 256 channels; the last three stride 2) and global average
-    pooling: ``[B, 3, H, W] -> [B, 256]``. About 0.4 M parameters; a few ms per 32-px image on a CPU core."""
+    """Four conv-BN-ReLU blocks (``width``, 2x, 4x, 8x channels; the last three stride 2) and global
+    average pooling: ``[B, 3, H, W] -> [B, 8 * width]``. With width 32, about 0.4 M parameters."""
 
-    feature_dim = 256
-
-    def __init__(self) -> None:
+    def __init__(self, width: int = 32) -> None:
         super().__init__()
+        if width < 1:
+            raise InputError(f"the small backbone's width must be >= 1, got {width}")
+        channels = [3, width, 2 * width, 4 * width, 8 * width]
+        self.feature_dim = channels[-1]
         layers: list[nn.Module] = []
-        channels = [3, 32, 64, 128, 256]
         for i, (cin, cout) in enumerate(itertools.pairwise(channels)):
             layers += [
                 nn.Conv2d(cin, cout, 3, stride=1 if i == 0 else 2, padding=1, bias=False),
@@ -82,9 +85,11 @@ class Encoder(nn.Module):
     """Backbone + projection head. ``forward`` gives projections; ``features`` gives the backbone output
     (what evaluation uses, *before* the head)."""
 
-    def __init__(self, backbone: str = "resnet18", small_images: bool = False, head_dim: int = 128) -> None:
+    def __init__(
+        self, backbone: str = "resnet18", small_images: bool = False, head_dim: int = 128, width: int = 32
+    ) -> None:
         super().__init__()
-        self.backbone, self.feature_dim = build_backbone(backbone, small_images)
+        self.backbone, self.feature_dim = build_backbone(backbone, small_images, width)
         self.head = ProjectionHead(self.feature_dim, self.feature_dim, head_dim)
 
     def features(self, images: Tensor) -> Tensor:

@@ -26,6 +26,7 @@ def tiny_config(run_dir, method="clinfonce", epochs=3, **train_options):
         {
             "data": {"name": "shapes", "options": {"n_train": 384, "n_test": 192, "seed": 1}},
             "clusters": {"source": "attributes", "top_k": 3},
+            "model": {"width": 16},  # not the default: evaluation must rebuild the encoder from the run's config
             "method": {"name": method},
             "optim": {"batch_size": 64, "lr": 0.2, "warmup_epochs": 0.5},
             "train": {

@@ -64,7 +64,7 @@ def load_encoder(path: str | Path) -> LoadedEncoder:
         raise InputError(f"{path}: not a clinfonce checkpoint (no encoder weights or config in it)")
     config, crop, mean, std = meta["config"], meta["crop_size"], meta["mean"], meta["std"]
     model = config["model"]
-    encoder = Encoder(model["backbone"], model["small_images"], model["head_dim"])
+    encoder = Encoder(model["backbone"], model["small_images"], model["head_dim"], model.get("width", 32))
     try:
         encoder.load_state_dict(state)
     except RuntimeError as error:

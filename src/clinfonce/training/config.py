@@ -63,6 +63,8 @@ class ModelConfig:
     #: 3x3 stride-1 stem without max-pool for ResNets on small (e.g. 32-px) images
     small_images: bool = True
     head_dim: int = 128
+    #: channels of the first block of the small backbone (its features: 8 x width)
+    width: int = 32
     #: channels-last memory layout: faster convolutions on CPUs and with mixed precision on GPUs
     channels_last: bool = True
 
@@ -145,6 +147,7 @@ class Config:
             (self.train.precision in PRECISIONS, "train.precision", f"one of {', '.join(PRECISIONS)}"),
             (self.method.temperature > 0, "method.temperature", "> 0"),
             (self.method.views >= 1, "method.views", ">= 1"),
+            (self.model.width >= 1, "model.width", ">= 1"),
             (self.optim.batch_size >= 2, "optim.batch_size", ">= 2"),
             (self.optim.lr > 0, "optim.lr", "> 0"),
             (0 <= self.optim.momentum < 1, "optim.momentum", "in [0, 1)"),

@@ -51,7 +51,8 @@ class ContrastiveModule(L.LightningModule):
     ) -> None:
         super().__init__()
         self.config = config
-        self.encoder = Encoder(config.model.backbone, config.model.small_images, config.model.head_dim)
+        model = config.model
+        self.encoder = Encoder(model.backbone, model.small_images, model.head_dim, model.width)
         self.augment = ContrastiveAugment(crop_size, mean, std, n_views=config.method.views)
         self.loss_fn = ClInfoNCELoss(
             temperature=config.method.temperature, base_temperature=config.method.base_temperature
