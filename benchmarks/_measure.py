@@ -1,4 +1,5 @@
-"""Shared helpers of the benchmarks: peak resident memory of a block, and the machine description.
+"""Shared helpers of the benchmarks: best-of timings, peak resident memory of a block, and the machine
+description.
 
 Peak memory on the CPU is read from the kernel: ``/proc/self/clear_refs`` resets the high-water mark
 (VmHWM) and the block's peak is VmHWM minus the resident size before it. Each measurement should run in a
@@ -10,10 +11,12 @@ what a computation allocates.
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -59,3 +62,16 @@ def machine() -> str:
         f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), "
         f"Python {platform.python_version()}"
     )
+
+
+def best_seconds(calls: list[Callable[[], Any]], repeats: int) -> list[float]:
+    """Best wall time of each call over ``repeats`` rounds (after one warm-up round), run alternately."""
+    for call in calls:
+        call()
+    best = [math.inf] * len(calls)
+    for _ in range(repeats):
+        for i, call in enumerate(calls):
+            start = time.perf_counter()
+            call()
+            best[i] = min(best[i], time.perf_counter() - start)
+    return best

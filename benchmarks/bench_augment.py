@@ -12,11 +12,8 @@ intra-op threads; a real data loader would spread the per-image pipeline over wo
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -24,7 +21,7 @@ from torchvision.transforms import v2
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _measure import machine
+from _measure import best_seconds, machine
 from clinfonce.data.augment import ContrastiveAugment
 
 MEAN = (0.485, 0.456, 0.406)
@@ -45,19 +42,6 @@ def torchvision_pipeline(size: int) -> v2.Compose:
             v2.Normalize(list(MEAN), list(STD)),
         ]
     )
-
-
-def best_seconds(calls: list[Callable[[], torch.Tensor]], repeats: int) -> list[float]:
-    """Best wall time of each call over ``repeats`` rounds (after one warm-up round), run alternately."""
-    for call in calls:
-        call()
-    best = [math.inf] * len(calls)
-    for _ in range(repeats):
-        for i, call in enumerate(calls):
-            start = time.perf_counter()
-            call()
-            best[i] = min(best[i], time.perf_counter() - start)
-    return best
 
 
 def main() -> None:

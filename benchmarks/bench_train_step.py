@@ -9,27 +9,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _measure import machine
+from _measure import best_seconds, machine
 from clinfonce.data.augment import ContrastiveAugment
 from clinfonce.losses import ClInfoNCELoss
 from clinfonce.models import Encoder
-
-
-def best_of(repeats: int, step) -> float:
-    step()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:
@@ -63,8 +52,8 @@ def main() -> None:
         loss.backward()
         optimizer.step()
 
-    bare_s, full_s = best_of(args.repeats, bare), best_of(args.repeats, full)
-    augment_s = best_of(args.repeats, lambda: augment(images))
+    # alternated, so that a slow spell of this shared machine hits all three alike
+    bare_s, full_s, augment_s = best_seconds([bare, full, lambda: augment(images)], args.repeats)
     print(f"machine: {machine()}\n")
     print(
         f"backbone {args.backbone}, batch {args.batch} images x 2 views of {args.image_size} px, best of {args.repeats}\n"

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from PIL import Image
 
 from clinfonce.cli import main
@@ -53,6 +54,19 @@ def test_eval_from_a_lightning_checkpoint_matches_the_run(trained_run, tmp_path,
     first = json.loads((trained_run / "metrics.json").read_text())
     assert again["linear_top1"] == pytest.approx(first["linear_top1"])  # same weights, same protocol
     assert "linear_top1" in capsys.readouterr().out
+
+
+def test_resume_flag_continues_a_run(tmp_path, capsys) -> None:
+    run_dir = tmp_path / "run"
+    assert main(["train", *TINY, f"train.out={run_dir}", "--no-eval"]) == 0
+    assert main(["train", *TINY, "train.epochs=2", f"train.out={run_dir}", "--no-eval"]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert main(["train", *TINY, "train.epochs=2", f"train.out={run_dir}", "--no-eval", "--resume"]) == 0
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["epoch"] == 1 and last["global_step"] == 2 * (256 // 64)
+    missing = tmp_path / "no such.ckpt"
+    assert main(["train", *TINY, f"train.out={tmp_path / 'other'}", "--resume", str(missing)]) == 2
+    assert "no checkpoint file" in capsys.readouterr().err
 
 
 def test_embed_rows_match_the_index(trained_run, tmp_path) -> None:

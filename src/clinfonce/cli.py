@@ -257,12 +257,20 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
         epilog="examples:\n"
         "  clinfonce train --config configs/shapes.yaml\n"
         "  clinfonce train --config configs/shapes.yaml method.name=simclr train.epochs=5 train.out=runs/s\n"
-        "  clinfonce train --config configs/shapes.yaml train.out=runs/s train.resume=auto",
+        "  clinfonce train --config configs/shapes.yaml train.out=runs/s --resume",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--config", type=Path, default=None, help="YAML config (default: the built-in defaults)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. optim.lr=0.1 train.epochs=20")
     p.add_argument("--no-eval", action="store_true", help="skip the evaluation after training")
+    p.add_argument(
+        "--resume",
+        nargs="?",
+        const="auto",
+        metavar="CHECKPOINT",
+        help="continue an interrupted run: from CHECKPOINT, or without one from the run directory's "
+        "last checkpoint (same as train.resume=auto)",
+    )
     p.add_argument(
         "--skip-bad",
         action="store_true",
@@ -325,7 +333,11 @@ def _run_train(args: argparse.Namespace) -> int:
     from clinfonce.training.config import load_config
     from clinfonce.training.run import train
 
-    config = load_config(args.config, [*args.overrides, *(["data.skip_bad=true"] if args.skip_bad else [])])
+    flags = [
+        *(["data.skip_bad=true"] if args.skip_bad else []),
+        *([f"train.resume={json.dumps(args.resume)}"] if args.resume else []),  # quoted: any path is a string
+    ]
+    config = load_config(args.config, [*args.overrides, *flags])
     _quiet_lightning()
     run_dir = train(config)
     print(f"trained: {run_dir}")

@@ -26,7 +26,9 @@ def tiny_config(run_dir, method="clinfonce", epochs=3, **train_options):
         {
             "data": {"name": "shapes", "options": {"n_train": 384, "n_test": 192, "seed": 1}},
             "clusters": {"source": "attributes", "top_k": 3},
-            "model": {"width": 16},  # not the default: evaluation must rebuild the encoder from the run's config
+            "model": {
+                "width": 16
+            },  # not the default: evaluation must rebuild the encoder from the run's config
             "method": {"name": method},
             "optim": {"batch_size": 64, "lr": 0.2, "warmup_epochs": 0.5},
             "train": {
@@ -91,6 +93,16 @@ def test_resume_matches_an_uninterrupted_run(tmp_path, tiny) -> None:
     for key, value in a["state_dict"].items():
         torch.testing.assert_close(value, b["state_dict"][key], msg=key)
     assert a["lr_schedulers"][0]["last_epoch"] == b["lr_schedulers"][0]["last_epoch"]
+
+
+def test_step_checkpoints_beside_epoch_checkpoints(tmp_path, tiny) -> None:
+    run_dir = train(tiny_config(tmp_path / "run", epochs=1, checkpoint_every_n_steps=2), dataset=tiny)
+    names = sorted(path.name for path in (run_dir / "checkpoints").iterdir())
+    steps_per_epoch = 384 // 64
+    expected_steps = [f"step{step:08d}.ckpt" for step in range(2, steps_per_epoch + 1, 2)]
+    assert names == sorted(["epoch0000.ckpt", "last.ckpt", *expected_steps])
+    saved = torch.load(run_dir / "checkpoints" / expected_steps[0], weights_only=True)
+    assert saved["global_step"] == 2
 
 
 def test_refuses_to_overwrite_a_run(tmp_path, tiny) -> None:

@@ -104,6 +104,8 @@ class TrainConfig:
     num_nodes: int = 1
     strategy: str = "auto"
     checkpoint_every_n_epochs: int = 1
+    #: also keep a checkpoint every this many optimizer steps (None: only per epoch)
+    checkpoint_every_n_steps: int | None = None
     log_every_n_steps: int = 10
     progress_bar: bool = True
     #: a checkpoint path, "auto" (the run directory's last checkpoint if any) or None
@@ -155,6 +157,11 @@ class Config:
             (self.optim.warmup_epochs >= 0, "optim.warmup_epochs", ">= 0"),
             (self.train.epochs >= 1, "train.epochs", ">= 1"),
             (self.train.checkpoint_every_n_epochs >= 1, "train.checkpoint_every_n_epochs", ">= 1"),
+            (
+                self.train.checkpoint_every_n_steps is None or self.train.checkpoint_every_n_steps >= 1,
+                "train.checkpoint_every_n_steps",
+                ">= 1 or null",
+            ),
             (self.clusters.top_k >= 1, "clusters.top_k", ">= 1"),
             (self.clusters.level >= 0, "clusters.level", ">= 0"),
             (0 < self.eval.val_fraction < 1, "eval.val_fraction", "in (0, 1)"),

@@ -95,14 +95,26 @@ def resolve_run_dir(config: Config) -> Path:
 
 def build_trainer(config: Config, run_dir: Path, callbacks: Sequence[Callback] = ()) -> L.Trainer:
     """The Lightning trainer of a run: checkpoints, CSV + TensorBoard logs, precision, devices."""
-    checkpoints = ModelCheckpoint(
-        dirpath=run_dir / "checkpoints",
-        filename="epoch{epoch:04d}",
-        auto_insert_metric_name=False,
-        every_n_epochs=config.train.checkpoint_every_n_epochs,
-        save_top_k=-1,
-        save_last=True,
-    )
+    checkpoints = [
+        ModelCheckpoint(
+            dirpath=run_dir / "checkpoints",
+            filename="epoch{epoch:04d}",
+            auto_insert_metric_name=False,
+            every_n_epochs=config.train.checkpoint_every_n_epochs,
+            save_top_k=-1,
+            save_last=True,
+        )
+    ]
+    if config.train.checkpoint_every_n_steps:
+        checkpoints.append(
+            ModelCheckpoint(
+                dirpath=run_dir / "checkpoints",
+                filename="step{step:08d}",
+                auto_insert_metric_name=False,
+                every_n_train_steps=config.train.checkpoint_every_n_steps,
+                save_top_k=-1,
+            )
+        )
     loggers = [
         CSVLogger(run_dir, name="logs", version=""),
         TensorBoardLogger(run_dir, name="logs", version="", default_hp_metric=False),
@@ -114,7 +126,7 @@ def build_trainer(config: Config, run_dir: Path, callbacks: Sequence[Callback] =
         num_nodes=config.train.num_nodes,
         strategy=config.train.strategy,
         precision=config.train.precision,
-        callbacks=[checkpoints, *callbacks],
+        callbacks=[*checkpoints, *callbacks],
         logger=loggers,
         log_every_n_steps=config.train.log_every_n_steps,
         enable_progress_bar=config.train.progress_bar,
