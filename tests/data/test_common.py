@@ -106,7 +106,8 @@ def test_cifar10_pickles(tmp_path: Path) -> None:
     assert data.class_names == CIFAR10_NAMES and len(data) == 23
     assert data.table["label"].tolist()[:4] == [1, 2, 3, 4] and data.table["label"].tolist()[-3:] == [3, 9, 0]
     assert data.table["split"].value_counts().to_dict() == {"train": 20, "test": 3}
-    assert data.table["filename"].iloc[0] == "img_1_0.png" and data.table["batch"].iloc[-1] == "test_batch"
+    assert data.table["filename"].iloc[0] == "img_1_0.png" and data.table["path"].iloc[-1] == "test_batch/2"
+    assert data.table["path"].iloc[5] == "data_batch_2/1"  # 4 images per training batch in the fixture
     image = data.loader(0)
     assert image.shape == (3, 32, 32)
     assert image[:, 5, 5].tolist() == [10, 20, 30] and (image[0, 0, :] == 200).all()
@@ -127,9 +128,10 @@ def test_cifar_refuses_foreign_pickles(tmp_path: Path) -> None:
         cifar10_dataset(root=tmp_path / "absent")
 
 
-def test_cifar100_coarse_labels_and_hierarchy(tmp_path: Path) -> None:
-    base = tmp_path / "cifar-100-python"
-    base.mkdir()
+def write_cifar100(root: Path) -> Path:
+    """``root/cifar-100-python`` with 4 fine classes under 3 coarse ones; 6 training and 2 test images."""
+    base = root / "cifar-100-python"
+    base.mkdir(parents=True)
     fine_names = ["apple", "aquarium_fish", "bear", "pear"]
     coarse_names = ["fish", "fruit_and_vegetables", "large_carnivores"]
     coarse_of = [1, 0, 2, 1]
@@ -143,6 +145,12 @@ def test_cifar100_coarse_labels_and_hierarchy(tmp_path: Path) -> None:
         }
         dump_py2(base / name, batch)
     dump_py2(base / "meta", {"fine_label_names": fine_names, "coarse_label_names": coarse_names})
+    return base
+
+
+def test_cifar100_coarse_labels_and_hierarchy(tmp_path: Path) -> None:
+    base = write_cifar100(tmp_path)
+    fine_names = ["apple", "aquarium_fish", "bear", "pear"]
     data = load_dataset("cifar100", root=base)
     assert data.class_names == fine_names
     assert data.table["label"].tolist() == [0, 1, 2, 3, 3, 2, 1, 0]

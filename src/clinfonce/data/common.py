@@ -22,6 +22,10 @@
   The ``path`` column is the PNG's path inside the zips without the top folder
   (``"Greek/character01/0394_01.png"``): an identifier, since the images are decoded into memory.
 
+Every table has a ``path`` column naming each image uniquely, relative to the dataset's folder, as the
+file-backed datasets do, so that cluster files and embeddings can be joined back: for CIFAR and
+Fashion-MNIST it is ``<file>/<row in the file>`` (``"data_batch_3/17"``, ``"t10k-images-idx3-ubyte/5"``).
+
 Labels are class names sorted (CIFAR's name lists are already alphabetical; Fashion-MNIST's are not, so
 its labels differ from the official 0..9 ids, which are kept as ``source_label``). Mean and std are computed
 from the training images. ``image_size`` other than the native size resizes every image once, bilinear with
@@ -122,7 +126,7 @@ def cifar10_dataset(
     meta = _read_pickle(base / "batches.meta")
     names = _names(meta, "label_names", base / "batches.meta")
     parts = [(f"data_batch_{i}", "train") for i in range(1, 6)] + [("test_batch", "test")]
-    images, raw, splits, files, batches = [], [], [], [], []
+    images, raw, splits, files, paths = [], [], [], [], []
     for file_name, split in parts:
         batch = _read_pickle(base / file_name)
         data, labels = _cifar_batch(batch, "labels", len(names), base / file_name)
@@ -130,9 +134,9 @@ def cifar10_dataset(
         raw.append(labels)
         splits += [split] * len(labels)
         files += _filenames(batch, len(labels))
-        batches += [file_name] * len(labels)
+        paths += _row_paths(file_name, len(labels))
     raw_labels = np.concatenate(raw)
-    table = pd.DataFrame({"split": splits, "source_label": raw_labels, "filename": files, "batch": batches})
+    table = pd.DataFrame({"path": paths, "split": splits, "source_label": raw_labels, "filename": files})
     return _in_memory(
         "cifar10",
         np.concatenate(images),
@@ -171,7 +175,7 @@ def cifar100_dataset(
     meta = _read_pickle(base / "meta")
     fine_names = _names(meta, "fine_label_names", base / "meta")
     coarse_names = _names(meta, "coarse_label_names", base / "meta")
-    images, fine, coarse, splits, files = [], [], [], [], []
+    images, fine, coarse, splits, files, paths = [], [], [], [], [], []
     for file_name, split in (("train", "train"), ("test", "test")):
         batch = _read_pickle(base / file_name)
         data, labels = _cifar_batch(batch, "fine_labels", len(fine_names), base / file_name)
@@ -181,6 +185,7 @@ def cifar100_dataset(
         coarse.append(coarse_labels)
         splits += [split] * len(labels)
         files += _filenames(batch, len(labels))
+        paths += _row_paths(file_name, len(labels))
     fine_ids, coarse_ids = np.concatenate(fine), np.concatenate(coarse)
     parents: dict[str, str] = {}
     for f, c in zip(fine_ids.tolist(), coarse_ids.tolist(), strict=True):
@@ -191,6 +196,7 @@ def cifar100_dataset(
             )
     table = pd.DataFrame(
         {
+            "path": paths,
             "split": splits,
             "source_label": fine_ids,
             "coarse_label": [coarse_names[c] for c in coarse_ids],
@@ -284,6 +290,11 @@ def _cifar_batch(
     return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels.astype(np.int64)
 
 
+def _row_paths(file_name: str, n: int) -> list[str]:
+    """The ``path`` identifiers of the ``n`` images stored in ``file_name``: ``"<file_name>/<row>"``."""
+    return [f"{file_name}/{row}" for row in range(n)]
+
+
 def _filenames(batch: dict[str, Any], n: int) -> list[str]:
     names = batch.get("filenames")
     if isinstance(names, (list, tuple)) and len(names) == n:
@@ -317,7 +328,7 @@ def fashion_mnist_dataset(
             files, and a damaged file is always an :class:`InputError`.
     """
     base = Path(root) if root is not None else Path(os.environ.get(FASHION_MNIST_ENV) or FASHION_MNIST_DIR)
-    images, labels, splits = [], [], []
+    images, labels, splits, paths = [], [], [], []
     for split, (image_file, label_file) in FASHION_MNIST_FILES.items():
         pixels = read_idx(_idx_path(base, image_file), ndim=3)
         ids = read_idx(_idx_path(base, label_file), ndim=1)
@@ -328,8 +339,9 @@ def fashion_mnist_dataset(
         images.append(pixels)
         labels.append(ids.astype(np.int64))
         splits += [split] * len(ids)
+        paths += _row_paths(image_file, len(ids))
     raw = np.concatenate(labels)
-    table = pd.DataFrame({"split": splits, "source_label": raw})
+    table = pd.DataFrame({"path": paths, "split": splits, "source_label": raw})
     return _in_memory(
         "fashion_mnist",
         np.concatenate(images),

@@ -1,0 +1,124 @@
+"""`clinfonce clusters` and `clinfonce data check` on every registered source, each from a fixture in its
+published layout (the fixtures are the ones the loader tests use)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from test_common import write_cifar10, write_cifar100, write_fashion, write_omniglot_zip
+from test_cub import write_cub
+from test_folder import make_table_fixture
+from test_imagenet100 import write_imagenet
+from test_utzappos import write_bin_csv, write_tree
+from test_wider import write_wider
+
+from clinfonce.cli import main
+from clinfonce.data.registry import DATASETS
+
+WORDNET = Path("/usr/share/wordnet/data.noun")
+
+
+def _utzappos(root: Path) -> list[str]:
+    write_tree(root)
+    write_bin_csv(root)
+    return ["--root", str(root)]
+
+
+def _omniglot(root: Path) -> list[str]:
+    root.mkdir()
+    write_omniglot_zip(
+        root / "images_background_small1.zip", {"Aleph/character01": "0001", "Greek/character01": "0394"}
+    )
+    return ["--root", str(root)]
+
+
+def _imagenet100(root: Path) -> list[str]:
+    class_list = write_imagenet(root)
+    return ["--root", str(root), "--data-option", f"class_list={class_list}"]
+
+
+def _table(root: Path) -> list[str]:
+    root.mkdir()
+    path = make_table_fixture(root)
+    options = ["table_path", "path_col=file", "label_col=species", "split_col=fold"]
+    options += ["attributes=[striped, color]", "tags=[hashtags]"]
+    return [
+        "--root",
+        str(root),
+        *[f"--data-option={option}" for option in [f"table_path={path}", *options[1:]]],
+    ]
+
+
+#: source -> (fixture writer returning the source arguments, stage-1 arguments, expected row count)
+SOURCES: dict[str, tuple[Callable[[Path], list[str]], list[str], int]] = {
+    "table": (_table, ["--top-k", "2"], 6),
+    "utzappos": (_utzappos, ["--top-k", "3"], 15),
+    "cub200": (lambda root: ["--root", str(write_cub(root))], ["--top-k", "2"], 5),
+    "wider": (lambda root: ["--root", str(write_wider(root))], ["--top-k", "2"], 4),
+    "imagenet100": (_imagenet100, ["--level", "8"], 10),
+    "cifar100": (lambda root: ["--root", str(write_cifar100(root))], ["--level", "0"], 8),
+    "fashion_mnist": (lambda root: (write_fashion(root), ["--root", str(root)])[1], ["--level", "1"], 7),
+    "omniglot": (_omniglot, ["--level", "1"], 40),
+}
+
+#: the auxiliary values each fixture leaves missing on purpose
+MISSING = {
+    "cub200": "has_bill_shape::hooked: 1",
+    "table": "hashtags: 1",
+    "utzappos": "HeelHeight.Flat: 1",
+    "wider": "Male: 2",
+}
+
+
+def test_every_source_with_auxiliary_information_is_covered() -> None:
+    # imagefolder (WordNet levels) is covered in tests/test_cli_datasets.py; shapes by the demo tests;
+    # cifar10 has no auxiliary information (see the last test)
+    assert set(SOURCES) | {"imagefolder", "shapes", "cifar10"} == set(DATASETS)
+
+
+@pytest.mark.parametrize("name", sorted(SOURCES))
+def test_clusters_and_data_check(name: str, tmp_path: Path, capsys) -> None:
+    write, stage1, n_rows = SOURCES[name]
+    if name == "imagenet100" and not WORDNET.exists():
+        pytest.skip("WordNet not installed (apt-get install wordnet-base)")
+    source = write(tmp_path / "data")
+    small = ["--data-option", "image_size=8"]
+    out = tmp_path / "clusters.csv"
+    assert main(["clusters", "--dataset", name, *source, *small, *stage1, "--out", str(out)]) == 0
+    written = pd.read_csv(out)
+    assert written.columns.tolist() == ["path", "label", "cluster"]
+    assert len(written) == n_rows and written["path"].notna().all() and written["cluster"].ge(0).all()
+    assert not written["path"].str.startswith("/").any()  # relative to the dataset's root
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["provenance"]["method"] in ("attributes", "hierarchy")
+    assert meta["n_clusters"] == written["cluster"].nunique() >= 2
+    capsys.readouterr()
+    status = main(["data", "check", "--dataset", name, *source, *small])
+    report = capsys.readouterr().out
+    assert f"{name}: {n_rows} images" in report and "bad file" not in report
+    if name in MISSING:  # a missing auxiliary value counts as a problem: exit status 1
+        assert status == 1 and f"missing values: {MISSING[name]}\n" in report
+    else:
+        assert status == 0 and "no problems found" in report
+
+
+def test_a_source_without_auxiliary_information_says_so(tmp_path: Path, capsys) -> None:
+    root = write_cifar10(tmp_path)
+    args = [
+        "clusters",
+        "--dataset",
+        "cifar10",
+        "--root",
+        str(root),
+        "--top-k",
+        "2",
+        "--out",
+        str(tmp_path / "c.csv"),
+    ]
+    assert main(args) == 2
+    assert "has no auxiliary attributes" in capsys.readouterr().err
+    assert not (tmp_path / "c.csv").exists()
