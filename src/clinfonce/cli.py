@@ -450,7 +450,7 @@ def _run_clusters(args: argparse.Namespace) -> int:
         raise InputError("give either --table (a metadata table) or --dataset (a registered dataset)")
     aux = None
     if args.table is not None:
-        table = read_table(args.table)
+        table = read_table(args.table, tag_columns=args.tags)
         source = args.table
         path_col = args.path_col or ("path" if "path" in table.columns else None)
         label_col = args.label_col

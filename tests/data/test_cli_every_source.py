@@ -68,7 +68,6 @@ SOURCES: dict[str, tuple[Callable[[Path], list[str]], list[str], int]] = {
 #: the auxiliary values each fixture leaves missing on purpose
 MISSING = {
     "cub200": "has_bill_shape::hooked: 1",
-    "table": "hashtags: 1",
     "utzappos": "HeelHeight.Flat: 1",
     "wider": "Male: 2",
 }

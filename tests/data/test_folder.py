@@ -177,6 +177,7 @@ def test_table_dataset_columns_splits_and_aux(tmp_path: Path) -> None:
     assert data.table["path"].tolist() == [f"images/{i}.png" for i in range(6)]
     assert data.table["color"].tolist()[:2] == ["red", "blue"]
     assert data.aux.attributes == ("striped", "color") and data.aux.tags == ("hashtags",)
+    assert data.table["hashtags"].tolist()[1:3] == ["#b", ""]  # an empty CSV cell: no tags, not missing
     assert data.aux.hierarchy == {
         "animal": None,
         "felid": "animal",
@@ -198,6 +199,16 @@ def test_table_parquet_and_default_split(tmp_path: Path) -> None:
     assert (data.table["split"] == "test").sum() == 3  # unlabelled rows form one stratum
     data = table_dataset(table_path=tmp_path / "meta.parquet", path_col="file", image_size=4, test_fraction=0)
     assert set(data.table["split"]) == {"train"}
+    frame.loc[2, "hashtags"] = None  # in Parquet a null tag list stays missing
+    frame.to_parquet(tmp_path / "meta.parquet")
+    data = table_dataset(
+        table_path=tmp_path / "meta.parquet",
+        path_col="file",
+        tags=["hashtags"],
+        image_size=4,
+        test_fraction=0,
+    )
+    assert data.table["hashtags"].isna().tolist() == [False, False, True, False, False, False]
 
 
 def test_table_numeric_labels_and_wordnet(tmp_path: Path) -> None:

@@ -334,7 +334,7 @@ def table_dataset(
     """
     table_path = Path(table_path)
     source = str(table_path)
-    frame = read_table(table_path)
+    frame = read_table(table_path, tag_columns=list(tags))
     root = _directory(table_path.parent if root is None else root, "image root")
     attributes, tags = list(attributes), list(tags)
     named = [path_col, *([label_col] if label_col else []), *([split_col] if split_col else [])]

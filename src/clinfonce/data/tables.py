@@ -13,8 +13,14 @@ from clinfonce.errors import InputError
 _READERS = {".csv": ",", ".tsv": "\t", ".txt": None}
 
 
-def read_table(path: str | os.PathLike) -> pd.DataFrame:
+def read_table(path: str | os.PathLike, tag_columns: Sequence[str] = ()) -> pd.DataFrame:
     """Read a metadata table: ``.csv``, ``.tsv``, ``.txt`` (whitespace separated) or ``.parquet``.
+
+    Args:
+        path: the table file.
+        tag_columns: columns holding tag lists. A delimited file cannot tell an unknown tag list from an
+            empty one, so there an empty cell of a tag column reads as ``""`` (no tags), not as a missing
+            value; in Parquet a null stays missing.
 
     Raises:
         InputError: the file is missing, not a regular file, of an unknown type, empty or malformed.
@@ -31,6 +37,9 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
         elif suffix in _READERS:
             separator = _READERS[suffix]
             table = pd.read_csv(path, sep=separator) if separator else pd.read_csv(path, sep=r"\s+")
+            for name in tag_columns:
+                if name in table.columns:
+                    table[name] = table[name].fillna("")
         else:
             raise InputError(f"{path}: unknown table type {suffix!r}; use .csv, .tsv, .txt or .parquet")
     except InputError:
