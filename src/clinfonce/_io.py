@@ -1,4 +1,5 @@
-"""Atomic file writes: an output is either complete or absent, never half-written."""
+"""File helpers: atomic writes (an output is either complete or absent, never half-written) and safe
+checkpoint reads (a checkpoint can never run code)."""
 
 from __future__ import annotations
 
@@ -69,3 +70,19 @@ def json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """A ``torch.save``-d dict, read with ``torch.load(weights_only=True)``: tensors and plain data only,
+    never code. Anything else is an :class:`~clinfonce.errors.InputError` naming the file."""
+    import torch
+
+    from clinfonce.errors import InputError
+
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # any unpickling failure means: not a checkpoint we can trust
+        raise InputError(f"{path}: not a loadable clinfonce checkpoint ({type(error).__name__})") from error
+    if not isinstance(payload, dict):
+        raise InputError(f"{path}: not a clinfonce checkpoint")
+    return payload

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 
 import lightning as L
+import pandas as pd
 import pytest
 import torch
 
@@ -82,6 +83,10 @@ def test_resume_matches_an_uninterrupted_run(tmp_path, tiny) -> None:
     )
     first = torch.load(interrupted / "checkpoints" / "last.ckpt", weights_only=True)
     assert first["epoch"] == 0
+    # a row logged after the checkpoint, as a run killed mid-epoch leaves: it must not survive the resume
+    log = interrupted / "logs" / "metrics.csv"
+    stale = pd.read_csv(log).iloc[[-1]].assign(step=first["global_step"] + 1, epoch=1)
+    pd.concat([pd.read_csv(log), stale]).to_csv(log, index=False)
     train(tiny_config(tmp_path / "resumed", epochs=2, resume="auto"), dataset=tiny)
     a = torch.load(straight / "checkpoints" / "last.ckpt", weights_only=True)
     b = torch.load(interrupted / "checkpoints" / "last.ckpt", weights_only=True)
@@ -93,6 +98,23 @@ def test_resume_matches_an_uninterrupted_run(tmp_path, tiny) -> None:
     for key, value in a["state_dict"].items():
         torch.testing.assert_close(value, b["state_dict"][key], msg=key)
     assert a["lr_schedulers"][0]["last_epoch"] == b["lr_schedulers"][0]["last_epoch"]
+    # the training curve keeps the epoch logged before the interruption, and only the rows that happened
+    pd.testing.assert_frame_equal(training_curve(interrupted), training_curve(straight), rtol=1e-4)
+    assert (
+        pd.read_csv(log)["step"].tolist() == pd.read_csv(straight / "logs" / "metrics.csv")["step"].tolist()
+    )
+
+
+def test_resume_from_a_file_that_is_not_a_training_checkpoint(tmp_path, tiny) -> None:
+    junk = tmp_path / "junk.ckpt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(InputError, match=r"junk\.ckpt: not a loadable"):
+        train(tiny_config(tmp_path / "run", resume=str(junk)), dataset=tiny)
+    encoder_only = tmp_path / "encoder.pt"
+    torch.save({"format": "clinfonce-encoder-v1", "state_dict": {}}, encoder_only)
+    with pytest.raises(InputError, match="not a training checkpoint"):
+        train(tiny_config(tmp_path / "run", resume=str(encoder_only)), dataset=tiny)
+    assert not (tmp_path / "run").exists()
 
 
 def test_step_checkpoints_beside_epoch_checkpoints(tmp_path, tiny) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from clinfonce._io import load_checkpoint
 from clinfonce.data.augment import EvalTransform
 from clinfonce.data.dataset import ImageDataset
 from clinfonce.errors import InputError
@@ -47,12 +48,7 @@ def load_encoder(path: str | Path) -> LoadedEncoder:
         path = found
     if not path.is_file():
         raise InputError(f"{path}: no such checkpoint file")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # any unpickling failure means: not a checkpoint we can trust
-        raise InputError(f"{path}: not a loadable clinfonce checkpoint ({type(error).__name__})") from error
-    if not isinstance(payload, dict):
-        raise InputError(f"{path}: not a clinfonce checkpoint")
+    payload = load_checkpoint(path)
     if payload.get("format") == ENCODER_FORMAT:
         meta, state = payload, payload["state_dict"]
     elif "clinfonce" in payload and "state_dict" in payload:  # a Lightning checkpoint of a run

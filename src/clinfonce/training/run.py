@@ -25,16 +25,17 @@ import numpy as np
 import pandas as pd
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
-from clinfonce._io import atomic_write_with, write_json
+from clinfonce._io import atomic_write_with, load_checkpoint, write_json
 from clinfonce.clusters import cluster_stats
 from clinfonce.data.dataset import ImageDataset
 from clinfonce.data.registry import load_dataset
 from clinfonce.errors import InputError
 from clinfonce.models import ENCODER_FORMAT
 from clinfonce.training.config import Config, save_config
+from clinfonce.training.csv_log import ResumableCSVLogger
 from clinfonce.training.environment import environment
 from clinfonce.training.loader import train_loader
 from clinfonce.training.module import ContrastiveModule
@@ -54,6 +55,7 @@ def train(config: Config, callbacks: Sequence[Callback] = (), dataset: ImageData
     L.seed_everything(config.train.seed, workers=True, verbose=False)
     run_dir = resolve_run_dir(config)
     resume = _resume_checkpoint(config, run_dir)
+    resume_step = _checkpoint_step(resume) if resume else None  # fails early on a bad file
     if dataset is None:
         dataset = load_dataset(config.data.name, **_data_options(config))
     rows = dataset.rows("train")
@@ -74,7 +76,7 @@ def train(config: Config, callbacks: Sequence[Callback] = (), dataset: ImageData
         std=dataset.std,
         cluster_ids=torch.from_numpy(ids),
     )
-    trainer = build_trainer(config, run_dir, callbacks)
+    trainer = build_trainer(config, run_dir, callbacks, resume_step)
     loader = train_loader(dataset, rows, config.optim.batch_size, config.train.seed, config.data.num_workers)
     trainer.fit(module, loader, ckpt_path=resume)
     if trainer.is_global_zero:
@@ -93,8 +95,14 @@ def resolve_run_dir(config: Config) -> Path:
     return Path(config.train.out)
 
 
-def build_trainer(config: Config, run_dir: Path, callbacks: Sequence[Callback] = ()) -> L.Trainer:
-    """The Lightning trainer of a run: checkpoints, CSV + TensorBoard logs, precision, devices."""
+def build_trainer(
+    config: Config, run_dir: Path, callbacks: Sequence[Callback] = (), resume_step: int | None = None
+) -> L.Trainer:
+    """The Lightning trainer of a run: checkpoints, CSV + TensorBoard logs, precision, devices.
+
+    ``resume_step``: the global step of the checkpoint the run resumes from; the CSV log keeps the rows
+    logged before it.
+    """
     checkpoints = [
         ModelCheckpoint(
             dirpath=run_dir / "checkpoints",
@@ -116,7 +124,7 @@ def build_trainer(config: Config, run_dir: Path, callbacks: Sequence[Callback] =
             )
         )
     loggers = [
-        CSVLogger(run_dir, name="logs", version=""),
+        ResumableCSVLogger(run_dir, name="logs", version="", resume_step=resume_step),
         TensorBoardLogger(run_dir, name="logs", version="", default_hp_metric=False),
     ]
     return L.Trainer(
@@ -152,6 +160,16 @@ def _data_options(config: Config) -> dict[str, Any]:
     if config.data.skip_bad:
         options["skip_bad"] = True
     return options
+
+
+def _checkpoint_step(path: str) -> int:
+    """The global step a Lightning checkpoint of a run was saved at."""
+    step = load_checkpoint(path).get("global_step")
+    if not isinstance(step, int):
+        raise InputError(
+            f"{path}: not a training checkpoint (no global_step); resume from a run's checkpoints/"
+        )
+    return step
 
 
 def _resume_checkpoint(config: Config, run_dir: Path) -> str | None:
