@@ -117,6 +117,14 @@ def test_resume_from_a_file_that_is_not_a_training_checkpoint(tmp_path, tiny) ->
     assert not (tmp_path / "run").exists()
 
 
+def test_bf16_mixed_precision_trains_on_cpu(tmp_path, tiny) -> None:
+    run_dir = train(tiny_config(tmp_path / "run", epochs=1, precision="bf16-mixed"), dataset=tiny)
+    curve = training_curve(run_dir)
+    assert len(curve) == 1 and torch.isfinite(torch.tensor(curve["train_loss"].to_numpy())).all()
+    saved = torch.load(run_dir / "encoder.pt", weights_only=True)["state_dict"]
+    assert {v.dtype for v in saved.values() if v.is_floating_point()} == {torch.float32}  # master weights
+
+
 def test_step_checkpoints_beside_epoch_checkpoints(tmp_path, tiny) -> None:
     run_dir = train(tiny_config(tmp_path / "run", epochs=1, checkpoint_every_n_steps=2), dataset=tiny)
     names = sorted(path.name for path in (run_dir / "checkpoints").iterdir())
