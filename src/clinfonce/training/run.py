@@ -103,26 +103,22 @@ def build_trainer(
     ``resume_step``: the global step of the checkpoint the run resumes from; the CSV log keeps the rows
     logged before it.
     """
+    # one checkpointer per schedule (Lightning's takes epochs or steps, not both); the epoch one keeps last.ckpt
+    schedules = {
+        "epoch{epoch:04d}": {"every_n_epochs": config.train.checkpoint_every_n_epochs, "save_last": True}
+    }
+    if config.train.checkpoint_every_n_steps:
+        schedules["step{step:08d}"] = {"every_n_train_steps": config.train.checkpoint_every_n_steps}
     checkpoints = [
         ModelCheckpoint(
             dirpath=run_dir / "checkpoints",
-            filename="epoch{epoch:04d}",
+            filename=filename,
             auto_insert_metric_name=False,
-            every_n_epochs=config.train.checkpoint_every_n_epochs,
             save_top_k=-1,
-            save_last=True,
+            **schedule,
         )
+        for filename, schedule in schedules.items()
     ]
-    if config.train.checkpoint_every_n_steps:
-        checkpoints.append(
-            ModelCheckpoint(
-                dirpath=run_dir / "checkpoints",
-                filename="step{step:08d}",
-                auto_insert_metric_name=False,
-                every_n_train_steps=config.train.checkpoint_every_n_steps,
-                save_top_k=-1,
-            )
-        )
     loggers = [
         ResumableCSVLogger(run_dir, name="logs", version="", resume_step=resume_step),
         TensorBoardLogger(run_dir, name="logs", version="", default_hp_metric=False),
