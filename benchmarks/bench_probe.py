@@ -18,7 +18,8 @@ Both timings include standardisation, every fit of the grid and the test evaluat
 the other in this process on the same arrays. The table's last row is the single scikit-learn fit at the
 chosen C alone, for scale.
 
-    python benchmarks/bench_probe.py [--train 50000] [--test 10000] [--dim 512] [--classes 100] [--threads N]
+    python benchmarks/bench_probe.py [--train 50000] [--test 10000] [--dim 512] [--classes 100] [--seed 0]
+        [--threads N]
 
 ``--threads 1`` gives both methods one thread each (torch via ``set_num_threads``, numpy/scipy BLAS via
 threadpoolctl): the fairest per-core comparison, since scikit-learn's lbfgs gains little from more threads
@@ -119,6 +120,7 @@ def main() -> None:
     parser.add_argument("--test", type=int, default=10_000)
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--classes", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic features")
     parser.add_argument(
         "--threads", type=int, help="limit torch and the BLAS behind numpy/scikit-learn to this many threads"
     )
@@ -130,7 +132,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
         threadpool_limits(args.threads)
 
-    data = synthesise(args.train, args.test, args.dim, args.classes)
+    data = synthesise(args.train, args.test, args.dim, args.classes, seed=args.seed)
     load_before = os.getloadavg()[0]
     mine = ours(*data)
     ref = sklearn_grid(*data)
