@@ -36,6 +36,9 @@ demo: install
 bench: install
 	$(BIN)/python benchmarks/bench_loss.py
 	$(BIN)/python benchmarks/bench_attribute_clusters.py
+	$(BIN)/python benchmarks/bench_augment.py
+	$(BIN)/python benchmarks/bench_train_step.py
+	$(BIN)/python benchmarks/bench_probe.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .ruff_cache
