@@ -188,6 +188,21 @@ def test_table_dataset_columns_splits_and_aux(tmp_path: Path) -> None:
     assert data.root == tmp_path and data.loader(5).shape == (3, 6, 6)
 
 
+def test_table_label_and_split_columns_are_found_by_name(tmp_path: Path) -> None:
+    make_table_fixture(tmp_path)
+    frame = pd.read_csv(tmp_path / "meta.csv").rename(columns={"species": "label", "fold": "split"})
+    frame.to_csv(tmp_path / "named.csv", index=False)
+    found = table_dataset(table_path=tmp_path / "named.csv", path_col="file", image_size=4)
+    assert found.class_names == ["cat", "dog"]
+    assert found.table["split"].tolist() == ["train", "train", "val", "test", "test", "train"]
+    ignored = table_dataset(
+        table_path=tmp_path / "named.csv", path_col="file", label_col=None, split_col=None, image_size=4
+    )
+    assert ignored.class_names == [] and "val" not in set(ignored.table["split"])
+    with pytest.raises(InputError, match="unknown column"):
+        table_dataset(table_path=tmp_path / "named.csv", path_col="file", label_col="species", image_size=4)
+
+
 def test_table_parquet_and_default_split(tmp_path: Path) -> None:
     make_table_fixture(tmp_path)
     frame = pd.read_csv(tmp_path / "meta.csv")

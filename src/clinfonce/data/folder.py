@@ -281,8 +281,8 @@ def table_dataset(
     table_path: str | os.PathLike,
     root: str | os.PathLike | None = None,
     path_col: str = "path",
-    label_col: str | None = None,
-    split_col: str | None = None,
+    label_col: str | None = "auto",
+    split_col: str | None = "auto",
     attributes: Sequence[str] = (),
     tags: Sequence[str] = (),
     hierarchy: str | None = None,
@@ -311,10 +311,12 @@ def table_dataset(
         table_path: the metadata table.
         root: the directory image paths are relative to (default: the table's directory).
         path_col: the column of image paths.
-        label_col: the column of class names (the downstream label); ``None``: unlabelled (label -1).
-            Integral numbers are class names too (``"3"``), sorted as text like all class names.
+        label_col: the column of class names (the downstream label); ``None``: unlabelled (label -1);
+            ``"auto"`` (default): the column ``label`` if the table has one, else unlabelled. Integral
+            numbers are class names too (``"3"``), sorted as text like all class names.
         split_col: the column of splits (train / val / test; also training, validation, valid, dev,
-            testing; case-insensitive). ``None``: a seeded split with ``test_fraction``, stratified by label.
+            testing; case-insensitive). ``None``: a seeded split with ``test_fraction``, stratified by
+            label; ``"auto"`` (default): the column ``split`` if the table has one, else ``None``.
         attributes: auxiliary attribute columns (copied into the dataset's table).
         tags: auxiliary tag columns (lists or delimited strings), copied as well.
         hierarchy: ``"wordnet"`` when the labels are WordNet ids.
@@ -337,6 +339,8 @@ def table_dataset(
     frame = read_table(table_path, tag_columns=list(tags))
     root = _directory(table_path.parent if root is None else root, "image root")
     attributes, tags = list(attributes), list(tags)
+    label_col = _auto_column(label_col, "label", frame)
+    split_col = _auto_column(split_col, "split", frame)
     named = [path_col, *([label_col] if label_col else []), *([split_col] if split_col else [])]
     require_columns(frame, [*named, *attributes, *tags, *([hierarchy_col] if hierarchy_col else [])], source)
     clash = sorted(set(RESERVED_COLUMNS) & {*attributes, *tags})
@@ -497,6 +501,13 @@ def _label_names(column: pd.Series) -> list[str | None]:
         if len(finite) and (finite == np.round(finite)).all():
             values = values.astype("Int64")
     return [None if pd.isna(value) else str(value) for value in values.tolist()]
+
+
+def _auto_column(name: str | None, default: str, frame: pd.DataFrame) -> str | None:
+    """``name``, with ``"auto"`` meaning ``default`` if ``frame`` has that column, else ``None``."""
+    if name != "auto":
+        return name
+    return default if default in frame.columns else None
 
 
 def _safe_path(root: Path, real_root: str, value: object, where: str) -> str:
