@@ -20,6 +20,11 @@ chosen C alone, for scale.
 
     python benchmarks/bench_probe.py [--train 50000] [--test 10000] [--dim 512] [--classes 100] [--seed 0]
         [--threads N]
+    python benchmarks/bench_probe.py --fashion-mnist [--threads N]
+
+``--fashion-mnist`` uses real features instead: the 784 raw pixels (scaled to [0, 1]) of Fashion-MNIST's
+60,000 training and 10,000 test images, 10 classes, read from where Debian's ``dataset-fashion-mnist``
+installs them.
 
 ``--threads 1`` gives both methods one thread each (torch via ``set_num_threads``, numpy/scipy BLAS via
 threadpoolctl): the fairest per-core comparison, since scikit-learn's lbfgs gains little from more threads
@@ -57,6 +62,20 @@ def synthesise(n_train: int, n_test: int, dim: int, classes: int, seed: int = 0)
         return (means[y] + rng.standard_normal((n, dim), dtype=np.float32)) @ mixing, y
 
     return (*draw(n_train), *draw(n_test))
+
+
+def fashion_mnist_pixels() -> tuple[np.ndarray, ...]:
+    """``(train_x [60000, 784] float32 in [0, 1], train_y, test_x [10000, 784], test_y)`` of the local copy."""
+    from clinfonce.data.common import FASHION_MNIST_DIR, FASHION_MNIST_FILES, _idx_path, read_idx
+
+    arrays = []
+    for image_file, label_file in FASHION_MNIST_FILES.values():
+        pixels = read_idx(_idx_path(FASHION_MNIST_DIR, image_file), ndim=3)
+        arrays += [
+            pixels.reshape(len(pixels), -1).astype(np.float32) / 255,
+            read_idx(_idx_path(FASHION_MNIST_DIR, label_file), ndim=1).astype(np.int64),
+        ]
+    return tuple(arrays)
 
 
 def ours(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray) -> dict:
@@ -122,6 +141,9 @@ def main() -> None:
     parser.add_argument("--classes", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic features")
     parser.add_argument(
+        "--fashion-mnist", action="store_true", help="real features: Fashion-MNIST pixels (see above)"
+    )
+    parser.add_argument(
         "--threads", type=int, help="limit torch and the BLAS behind numpy/scikit-learn to this many threads"
     )
     args = parser.parse_args()
@@ -132,16 +154,22 @@ def main() -> None:
         torch.set_num_threads(args.threads)
         threadpool_limits(args.threads)
 
-    data = synthesise(args.train, args.test, args.dim, args.classes, seed=args.seed)
+    data = (
+        fashion_mnist_pixels()
+        if args.fashion_mnist
+        else synthesise(args.train, args.test, args.dim, args.classes, seed=args.seed)
+    )
     load_before = os.getloadavg()[0]
     mine = ours(*data)
     ref = sklearn_grid(*data)
     load_after = os.getloadavg()[0]
     threads = f"{args.threads} thread(s) for torch and BLAS" if args.threads else "default threads"
     print(f"machine: {machine()}; {threads}; load average {load_before:.1f} before, {load_after:.1f} after")
+    (n_train, dim), n_test = data[0].shape, len(data[2])
+    source = "Fashion-MNIST pixels" if args.fashion_mnist else "synthetic"
     print(
-        f"features: {args.train} train ({args.train - round(0.1 * args.train)} fit + ~10% validation) / "
-        f"{args.test} test rows x {args.dim}, {args.classes} classes; grid λ in {list(WEIGHT_DECAYS)}\n"
+        f"{source} features: {n_train} train ({n_train - round(0.1 * n_train)} fit + ~10% validation) / "
+        f"{n_test} test rows x {dim}, {len(np.unique(data[1]))} classes; grid λ in {list(WEIGHT_DECAYS)}\n"
     )
     print(
         "| method | chosen on validation | iterations for λ = 0, 1e-5, …, 1e-2 | fit + eval s | test top-1 % |"
