@@ -72,15 +72,18 @@ def json_default(obj: Any) -> Any:
     raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+def load_checkpoint(path: str | os.PathLike, mmap: bool = False) -> dict[str, Any]:
     """A ``torch.save``-d dict, read with ``torch.load(weights_only=True)``: tensors and plain data only,
-    never code. Anything else is an :class:`~clinfonce.errors.InputError` naming the file."""
+    never code. Anything else is an :class:`~clinfonce.errors.InputError` naming the file.
+
+    ``mmap``: map the tensors instead of reading them, for a caller that only needs the plain data.
+    """
     import torch
 
     from clinfonce.errors import InputError
 
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as error:  # any unpickling failure means: not a checkpoint we can trust
         raise InputError(f"{path}: not a loadable clinfonce checkpoint ({type(error).__name__})") from error
     if not isinstance(payload, dict):

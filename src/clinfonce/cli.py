@@ -7,7 +7,6 @@ any other exception is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import os
 import sys
@@ -26,7 +25,7 @@ from clinfonce.clusters import (
     hierarchy_clusters,
     kmeans_clusters,
 )
-from clinfonce.data.registry import DATASETS, load_dataset
+from clinfonce.data.registry import DATASETS, dataset_from_config, load_dataset
 from clinfonce.data.tables import read_table, require_columns
 from clinfonce.errors import InputError
 
@@ -329,6 +328,8 @@ def _add_demo(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
+    from lightning.pytorch.utilities import rank_zero_only
+
     from clinfonce.evaluation.pipeline import evaluate_checkpoint
     from clinfonce.training.config import load_config
     from clinfonce.training.run import train
@@ -339,10 +340,11 @@ def _run_train(args: argparse.Namespace) -> int:
     ]
     config = load_config(args.config, [*args.overrides, *flags])
     _quiet_lightning()
-    run_dir = train(config)
+    dataset = dataset_from_config(config.to_dict()["data"])
+    run_dir = train(config, dataset=dataset)
     print(f"trained: {run_dir}")
-    if config.eval.enabled and not args.no_eval:
-        metrics = evaluate_checkpoint(run_dir)
+    if config.eval.enabled and not args.no_eval and rank_zero_only.rank == 0:  # one evaluation per run
+        metrics = evaluate_checkpoint(run_dir, dataset=dataset)
         print(_metrics_line(metrics))
         print(f"report: {run_dir / 'report.md'}")
     return 0
@@ -363,12 +365,7 @@ def _run_embed(args: argparse.Namespace) -> int:
     from clinfonce.evaluation.pipeline import extract_features, load_encoder
 
     loaded = load_encoder(args.checkpoint)
-    dataset = _dataset_from_args(args)
-    if dataset is None:
-        data = loaded.config["data"]
-        dataset = load_dataset(
-            data["name"], **data["options"], **({"skip_bad": True} if data.get("skip_bad") else {})
-        )
+    dataset = _dataset_from_args(args) or dataset_from_config(loaded.config["data"])
     table = dataset.table
     rows = np.arange(len(table)) if args.split == "all" else dataset.rows(args.split)
     transform = EvalTransform(loaded.crop_size, loaded.mean, loaded.std)
@@ -400,7 +397,7 @@ def _dataset_from_args(args: argparse.Namespace, skip_bad: bool = False):
         if not sep:
             raise InputError(f"--data-option {item!r} must look like KEY=VALUE")
         options[key] = yaml.safe_load(value)
-    if skip_bad and "skip_bad" in inspect.signature(DATASETS.get(args.dataset, dict)).parameters:
+    if skip_bad:
         options["skip_bad"] = True
     return load_dataset(args.dataset, **options)
 

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from clinfonce.data.folder import imagefolder_dataset, stratified_pick, table_dataset
-from clinfonce.data.registry import DATASETS, load_dataset
+from clinfonce.data.registry import DATASETS, dataset_from_config, load_dataset
 from clinfonce.errors import InputError
 
 
@@ -44,6 +44,19 @@ def test_registry_has_every_loader() -> None:
         "omniglot",
     }
     assert expected <= set(DATASETS)
+
+
+def test_skip_bad_is_accepted_by_every_source(tmp_path: Path) -> None:
+    # the generated dataset has no files to skip: skip_bad is accepted and changes nothing
+    shapes = load_dataset("shapes", n_train=8, n_test=4, image_size=16, skip_bad=True)
+    assert len(shapes) == 12 and shapes.skipped == {}
+    make_flat_folder(tmp_path, {"dog": 3, "cat": 3})
+    (tmp_path / "cat" / "broken.png").write_bytes(b"not a png")
+    section = {"name": "imagefolder", "options": {"root": str(tmp_path), "image_size": 4}, "skip_bad": True}
+    folder = dataset_from_config(section)
+    assert list(folder.skipped) == ["cat/broken.png"] and len(folder) == 6
+    with pytest.raises(InputError, match=r"cat/broken\.png"):
+        dataset_from_config({**section, "skip_bad": False})
 
 
 def test_flat_folder_labels_paths_and_seeded_split(tmp_path: Path) -> None:

@@ -41,6 +41,7 @@ def test_integers_are_accepted_for_floats() -> None:
         (["method.temperature=0"], "method.temperature must be > 0"),
         (["optim.momentum=1.5"], "optim.momentum must be in [0, 1)"),
         (["clusters.source=file"], "clusters.source=file needs clusters.file"),
+        (["clusters.source=none"], "method clinfonce needs clusters"),
         (["clusters.attributes=a"], "clusters.attributes must be a list"),
         (["lr=0.1"], "must look like section.key=value"),
     ],

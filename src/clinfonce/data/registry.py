@@ -3,7 +3,8 @@ and takes keyword arguments only (root directories, sizes, seeds), so configs an
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from clinfonce.data.common import cifar10_dataset, cifar100_dataset, fashion_mnist_dataset, omniglot_dataset
@@ -32,12 +33,27 @@ DATASETS: dict[str, Callable[..., ImageDataset]] = {
 
 
 def load_dataset(name: str, **options: Any) -> ImageDataset:
-    """Load dataset ``name`` with its source options; unknown names and options are :class:`InputError`."""
+    """Load dataset ``name`` with its source options; unknown names and options are :class:`InputError`.
+
+    ``skip_bad`` is accepted for every dataset: sources without image files (generated, or arrays in a
+    few files) have nothing to skip, and their loaders do not take it.
+    """
     if name not in DATASETS:
         raise InputError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}")
+    loader = DATASETS[name]
+    if "skip_bad" not in inspect.signature(loader).parameters:
+        options.pop("skip_bad", None)
     try:
-        return DATASETS[name](**options)
+        return loader(**options)
     except TypeError as error:
         if "unexpected keyword argument" in str(error):
             raise InputError(f"dataset {name!r}: {error}") from error
         raise
+
+
+def dataset_from_config(data: Mapping[str, Any]) -> ImageDataset:
+    """The dataset a config's ``data`` section names: ``name``, its loader ``options`` and ``skip_bad``."""
+    options = dict(data.get("options") or {})
+    if data.get("skip_bad"):
+        options["skip_bad"] = True
+    return load_dataset(data["name"], **options)

@@ -109,9 +109,10 @@ def evaluate_encoder(
     The probe's weight decay and epoch are chosen on a ``val_fraction`` split of the training rows (the
     dataset's own ``val`` split when it has one); the test split is used once, for the final numbers.
     """
-    train_rows, val_rows, test_rows = (dataset.rows(split) for split in ("train", "val", "test"))
     labels = dataset.table["label"].to_numpy(np.int64)
-    train_rows, test_rows = train_rows[labels[train_rows] >= 0], test_rows[labels[test_rows] >= 0]
+    train_rows, val_rows, test_rows = (  # unlabelled rows (label -1) cannot be scored
+        rows[labels[rows] >= 0] for rows in (dataset.rows(split) for split in ("train", "val", "test"))
+    )
     if len(train_rows) == 0 or len(test_rows) == 0:
         raise InputError(f"dataset {dataset.name!r} needs labelled train and test images to be evaluated")
     encoder = loaded.encoder.to(device)
@@ -163,16 +164,13 @@ def evaluate_checkpoint(
         out_dir: where the metrics and report go; by default the run directory.
         device: defaults to CUDA when available.
     """
-    from clinfonce.data.registry import load_dataset
+    from clinfonce.data.registry import dataset_from_config
     from clinfonce.evaluation.report import write_run_report
 
     loaded = load_encoder(checkpoint)
     config = loaded.config
     if dataset is None:
-        options = dict(config["data"]["options"])
-        if config["data"].get("skip_bad"):
-            options["skip_bad"] = True
-        dataset = load_dataset(config["data"]["name"], **options)
+        dataset = dataset_from_config(config["data"])
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     evaluation = config["eval"]
     metrics = evaluate_encoder(

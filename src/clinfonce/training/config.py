@@ -173,6 +173,10 @@ class Config:
                 raise InputError(f"config: {key} must be {expected}, got {_lookup(self, key)!r}")
         if self.clusters.source == "file" and not self.clusters.file:
             raise InputError("config: clusters.source=file needs clusters.file (a clusters CSV)")
+        if self.method.name == "clinfonce" and self.clusters.source == "none":
+            raise InputError(
+                "config: method clinfonce needs clusters: set clusters.source (or use method simclr)"
+            )
         if self.method.name == "ce" and self.method.views != 1:
             self.method.views = 1  # cross-entropy trains on one view per image
         return self

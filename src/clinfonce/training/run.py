@@ -18,7 +18,6 @@ from __future__ import annotations
 import datetime
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import lightning as L
 import numpy as np
@@ -31,7 +30,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from clinfonce._io import atomic_write_with, load_checkpoint, write_json
 from clinfonce.clusters import cluster_stats
 from clinfonce.data.dataset import ImageDataset
-from clinfonce.data.registry import load_dataset
+from clinfonce.data.registry import dataset_from_config
 from clinfonce.errors import InputError
 from clinfonce.models import ENCODER_FORMAT
 from clinfonce.training.config import Config, save_config
@@ -57,13 +56,11 @@ def train(config: Config, callbacks: Sequence[Callback] = (), dataset: ImageData
     resume = _resume_checkpoint(config, run_dir)
     resume_step = _checkpoint_step(resume) if resume else None  # fails early on a bad file
     if dataset is None:
-        dataset = load_dataset(config.data.name, **_data_options(config))
+        dataset = dataset_from_config(config.to_dict()["data"])
     rows = dataset.rows("train")
     if len(rows) == 0:
         raise InputError(f"dataset {dataset.name!r} has no training images")
     clusters = build_clusters(dataset, config.clusters, rows) if config.method.name == "clinfonce" else None
-    if config.method.name == "clinfonce" and clusters is None:
-        raise InputError("method clinfonce needs clusters: set clusters.source (or use method simclr)")
     if rank_zero_only.rank == 0:
         _write_run_files(run_dir, config, dataset, rows, clusters, fresh=resume is None)
     ids = full_length_ids(clusters, rows, len(dataset))
@@ -151,16 +148,9 @@ def save_encoder(module: ContrastiveModule, dataset: ImageDataset, path: Path) -
     atomic_write_with(path, lambda tmp: torch.save(payload, tmp))
 
 
-def _data_options(config: Config) -> dict[str, Any]:
-    options = dict(config.data.options)
-    if config.data.skip_bad:
-        options["skip_bad"] = True
-    return options
-
-
 def _checkpoint_step(path: str) -> int:
     """The global step a Lightning checkpoint of a run was saved at."""
-    step = load_checkpoint(path).get("global_step")
+    step = load_checkpoint(path, mmap=True).get("global_step")  # the weights are not read
     if not isinstance(step, int):
         raise InputError(
             f"{path}: not a training checkpoint (no global_step); resume from a run's checkpoints/"
