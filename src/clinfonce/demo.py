@@ -86,8 +86,7 @@ def run_demo(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     dataset = shapes_dataset(n_train=settings.n_train, n_test=settings.n_test, seed=0)
-    train_table = dataset.table[dataset.table["split"] == "train"]
-    sweep = attribute_sweep(train_table, range(1, 7))
+    sweep = attribute_sweep(dataset.table.iloc[dataset.rows("train")], range(1, 7))
     atomic_write_with(out / "stage1_sweep.csv", lambda tmp: sweep.to_csv(tmp, index=False))
     log("Stage 1: attribute clusters of the training images, by the number k of top-entropy attributes")
     log(sweep.to_string(index=False))
@@ -156,7 +155,7 @@ def ordering_holds(table: pd.DataFrame) -> pd.Series:
 def _report(
     out: Path, table: pd.DataFrame, sweep: pd.DataFrame, settings: DemoSettings, dataset: ImageDataset
 ) -> None:
-    summary = table.groupby("method", sort=False)["top1"].agg(["mean", "std", "count"]).reindex(list(METHODS))
+    summary = _summary(table)
     holds = ordering_holds(table)
     lines = [
         "# clinfonce demo: shapes",
@@ -195,7 +194,7 @@ def _plot(out: Path, table: pd.DataFrame) -> None:
     import matplotlib.pyplot as plt
 
     figure, (bars, curves) = plt.subplots(1, 2, figsize=(10, 4))
-    summary = table.groupby("method", sort=False)["top1"].agg(["mean", "std"]).reindex(list(METHODS))
+    summary = _summary(table)
     bars.bar(summary.index, summary["mean"], yerr=summary["std"].fillna(0), color=list(_COLORS.values()))
     bars.set_ylabel("linear-probe top-1 (%)")
     bars.set_title("Test accuracy (mean over seeds)")
@@ -216,6 +215,11 @@ def _plot(out: Path, table: pd.DataFrame) -> None:
     figure.tight_layout()
     atomic_write_with(out / "results.png", lambda tmp: figure.savefig(tmp, dpi=100, format="png"))
     plt.close(figure)
+
+
+def _summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Linear top-1 per method (rows in :data:`METHODS` order): ``mean``, ``std`` and ``count`` over seeds."""
+    return table.groupby("method", sort=False)["top1"].agg(["mean", "std", "count"]).reindex(list(METHODS))
 
 
 def _markdown(frame: pd.DataFrame) -> str:

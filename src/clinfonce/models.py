@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 
-import torch
 import torchvision
 from torch import Tensor, nn
 
@@ -99,9 +98,3 @@ class Encoder(nn.Module):
     def forward(self, images: Tensor) -> Tensor:
         """``[B, 3, H, W] -> [B, head_dim]`` (not normalised)."""
         return self.head(self.backbone(images))
-
-
-@torch.no_grad()
-def count_parameters(module: nn.Module) -> int:
-    """Number of trainable parameters."""
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)

@@ -153,6 +153,12 @@ class ClusterAssignment:
             "keys": list(self.keys) if self.keys is not None else None,
         }
 
+    @staticmethod
+    def load_metadata(path: str | os.PathLike) -> dict[str, Any]:
+        """The JSON :meth:`save` wrote beside the CSV at ``path`` (provenance, keys, ...); ``{}`` if absent."""
+        meta_path = Path(path).with_suffix(".json")
+        return json.loads(meta_path.read_text()) if meta_path.exists() else {}
+
     @classmethod
     def load(cls, path: str | os.PathLike) -> ClusterAssignment:
         """Read what :meth:`save` wrote (the CSV's ``cluster`` column and the JSON beside it)."""
@@ -160,8 +166,7 @@ class ClusterAssignment:
         frame = pd.read_csv(path)
         if "cluster" not in frame.columns:
             raise ValueError(f"{path}: no 'cluster' column")
-        meta_path = path.with_suffix(".json")
-        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        meta = cls.load_metadata(path)
         keys = meta.get("keys")
         return cls(
             ids=frame["cluster"].to_numpy(np.int64),

@@ -110,7 +110,6 @@ def cifar10_dataset(
     image_size: int = 32,
     val_fraction: float = 0.0,
     seed: int = 0,
-    skip_bad: bool = False,
 ) -> ImageDataset:
     """CIFAR-10 from ``cifar-10-batches-py/`` (50,000 train / 10,000 test, 10 classes, no auxiliary info).
 
@@ -119,27 +118,17 @@ def cifar10_dataset(
         image_size: side of the images returned (32: as stored).
         val_fraction: fraction of each class's training images moved to a validation split.
         seed: seed of that split.
-        skip_bad: accepted for a uniform interface; it has no effect: the images are whole arrays in a few
-            files, and a damaged file is always an :class:`InputError`.
     """
     base = _find_dir(Path(root), CIFAR10_DIR, "data_batch_1", "cifar-10-python.tar.gz")
     meta = _read_pickle(base / "batches.meta")
     names = _names(meta, "label_names", base / "batches.meta")
     parts = [(f"data_batch_{i}", "train") for i in range(1, 6)] + [("test_batch", "test")]
-    images, raw, splits, files, paths = [], [], [], [], []
-    for file_name, split in parts:
-        batch = _read_pickle(base / file_name)
-        data, labels = _cifar_batch(batch, "labels", len(names), base / file_name)
-        images.append(data)
-        raw.append(labels)
-        splits += [split] * len(labels)
-        files += _filenames(batch, len(labels))
-        paths += _row_paths(file_name, len(labels))
-    raw_labels = np.concatenate(raw)
-    table = pd.DataFrame({"path": paths, "split": splits, "source_label": raw_labels, "filename": files})
+    images, labels, table = _read_cifar(base, parts, {"labels": len(names)})
+    raw_labels = labels["labels"]
+    table.insert(2, "source_label", raw_labels)
     return _in_memory(
         "cifar10",
-        np.concatenate(images),
+        images,
         table,
         [names[i] for i in raw_labels],
         image_size,
@@ -156,7 +145,6 @@ def cifar100_dataset(
     image_size: int = 32,
     val_fraction: float = 0.0,
     seed: int = 0,
-    skip_bad: bool = False,
 ) -> ImageDataset:
     """CIFAR-100 from ``cifar-100-python/``: 100 fine classes; the 20 coarse ones as auxiliary information.
 
@@ -168,25 +156,17 @@ def cifar100_dataset(
         image_size: side of the images returned (32: as stored).
         val_fraction: fraction of each class's training images moved to a validation split.
         seed: seed of that split.
-        skip_bad: accepted for a uniform interface; it has no effect: the images are whole arrays in a few
-            files, and a damaged file is always an :class:`InputError`.
     """
     base = _find_dir(Path(root), CIFAR100_DIR, "train", "cifar-100-python.tar.gz")
     meta = _read_pickle(base / "meta")
     fine_names = _names(meta, "fine_label_names", base / "meta")
     coarse_names = _names(meta, "coarse_label_names", base / "meta")
-    images, fine, coarse, splits, files, paths = [], [], [], [], [], []
-    for file_name, split in (("train", "train"), ("test", "test")):
-        batch = _read_pickle(base / file_name)
-        data, labels = _cifar_batch(batch, "fine_labels", len(fine_names), base / file_name)
-        _, coarse_labels = _cifar_batch(batch, "coarse_labels", len(coarse_names), base / file_name)
-        images.append(data)
-        fine.append(labels)
-        coarse.append(coarse_labels)
-        splits += [split] * len(labels)
-        files += _filenames(batch, len(labels))
-        paths += _row_paths(file_name, len(labels))
-    fine_ids, coarse_ids = np.concatenate(fine), np.concatenate(coarse)
+    images, labels, table = _read_cifar(
+        base,
+        [("train", "train"), ("test", "test")],
+        {"fine_labels": len(fine_names), "coarse_labels": len(coarse_names)},
+    )
+    fine_ids, coarse_ids = labels["fine_labels"], labels["coarse_labels"]
     parents: dict[str, str] = {}
     for f, c in zip(fine_ids.tolist(), coarse_ids.tolist(), strict=True):
         if parents.setdefault(fine_names[f], coarse_names[c]) != coarse_names[c]:
@@ -194,18 +174,11 @@ def cifar100_dataset(
                 f"{base}: fine class {fine_names[f]!r} has two coarse classes "
                 f"({parents[fine_names[f]]!r}, {coarse_names[c]!r})"
             )
-    table = pd.DataFrame(
-        {
-            "path": paths,
-            "split": splits,
-            "source_label": fine_ids,
-            "coarse_label": [coarse_names[c] for c in coarse_ids],
-            "filename": files,
-        }
-    )
+    table.insert(2, "source_label", fine_ids)
+    table.insert(3, "coarse_label", [coarse_names[c] for c in coarse_ids])
     return _in_memory(
         "cifar100",
-        np.concatenate(images),
+        images,
         table,
         [fine_names[i] for i in fine_ids],
         image_size,
@@ -272,22 +245,56 @@ def _names(meta: dict[str, Any], key: str, path: Path) -> list[str]:
     return names
 
 
-def _cifar_batch(
-    batch: dict[str, Any], key: str, n_classes: int, path: Path
-) -> tuple[np.ndarray, np.ndarray]:
-    """``(uint8 [N, 32, 32, 3] images, int64 [N] source labels)`` of one batch."""
-    data = batch.get("data")
-    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
-        shape = getattr(data, "shape", None)
-        raise InputError(f"{path}: 'data' must be a uint8 [N, 3072] array, got {type(data).__name__} {shape}")
+def _read_cifar(
+    base: Path, parts: Sequence[tuple[str, str]], label_keys: dict[str, int]
+) -> tuple[np.ndarray, dict[str, np.ndarray], pd.DataFrame]:
+    """Read CIFAR batch files in order.
+
+    Args:
+        base: the folder of the batch files.
+        parts: ``(file name, split)`` per batch file.
+        label_keys: label key of the batches (e.g. ``"fine_labels"``) -> its number of classes.
+
+    Returns:
+        ``uint8 [N, 32, 32, 3]`` images, ``int64 [N]`` source labels per key, and a table with ``path``,
+        ``split`` and ``filename`` columns, one row per image.
+    """
+    images, splits, files, paths = [], [], [], []
+    labels: dict[str, list[np.ndarray]] = {key: [] for key in label_keys}
+    for file_name, split in parts:
+        path = base / file_name
+        batch = _read_pickle(path)
+        data = batch.get("data")
+        if (
+            not isinstance(data, np.ndarray)
+            or data.dtype != np.uint8
+            or data.ndim != 2
+            or data.shape[1] != 3072
+        ):
+            shape = getattr(data, "shape", None)
+            raise InputError(
+                f"{path}: 'data' must be a uint8 [N, 3072] array, got {type(data).__name__} {shape}"
+            )
+        for key, n_classes in label_keys.items():
+            labels[key].append(_cifar_labels(batch, key, n_classes, len(data), path))
+        images.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+        splits += [split] * len(data)
+        files += _filenames(batch, len(data))
+        paths += _row_paths(file_name, len(data))
+    table = pd.DataFrame({"path": paths, "split": splits, "filename": files})
+    return np.concatenate(images), {key: np.concatenate(v) for key, v in labels.items()}, table
+
+
+def _cifar_labels(batch: dict[str, Any], key: str, n_classes: int, n: int, path: Path) -> np.ndarray:
+    """``int64 [n]``: the labels under ``key`` of a batch with ``n`` images, checked to be in range."""
     if key not in batch:
         raise InputError(f"{path}: no {key!r}")
     labels = np.asarray(batch[key])
-    if labels.shape != (len(data),) or labels.dtype.kind not in "iu":
-        raise InputError(f"{path}: {key!r} must be {len(data)} integers")
+    if labels.shape != (n,) or labels.dtype.kind not in "iu":
+        raise InputError(f"{path}: {key!r} must be {n} integers")
     if len(labels) and (labels.min() < 0 or labels.max() >= n_classes):
         raise InputError(f"{path}: {key!r} outside 0..{n_classes - 1}")
-    return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels.astype(np.int64)
+    return labels.astype(np.int64)
 
 
 def _row_paths(file_name: str, n: int) -> list[str]:
@@ -311,7 +318,6 @@ def fashion_mnist_dataset(
     image_size: int = 28,
     val_fraction: float = 0.0,
     seed: int = 0,
-    skip_bad: bool = False,
 ) -> ImageDataset:
     """Fashion-MNIST from its IDX files (60,000 train / 10,000 test, 28x28 grayscale, 10 classes).
 
@@ -324,8 +330,6 @@ def fashion_mnist_dataset(
         image_size: side of the images returned (28: as stored).
         val_fraction: fraction of each class's training images moved to a validation split.
         seed: seed of that split.
-        skip_bad: accepted for a uniform interface; it has no effect: the images are whole arrays in a few
-            files, and a damaged file is always an :class:`InputError`.
     """
     base = Path(root) if root is not None else Path(os.environ.get(FASHION_MNIST_ENV) or FASHION_MNIST_DIR)
     images, labels, splits, paths = [], [], [], []

@@ -52,7 +52,7 @@ _SPLIT_NAMES = {
     "test": "test",
     "testing": "test",
 }
-_WNID = re.compile(r"^n\d{8}$")
+WNID = re.compile(r"^n\d{8}$")
 
 
 def is_image_file(name: str) -> bool:
@@ -406,7 +406,7 @@ def _directory(path: str | os.PathLike, what: str) -> Path:
     return path
 
 
-def _visible_dirs(folder: Path) -> list[Path]:
+def visible_dirs(folder: Path) -> list[Path]:
     """Sub-folders of ``folder`` (links followed), hidden ones excluded, sorted by name."""
     with os.scandir(folder) as entries:
         return sorted(
@@ -427,7 +427,7 @@ def _is_class_layout(folder: Path) -> bool:
     with os.scandir(folder) as entries:
         if any(e.is_file() and is_image_file(e.name) for e in entries):
             return False
-    return any(_has_images(sub) for sub in _visible_dirs(folder))
+    return any(_has_images(sub) for sub in visible_dirs(folder))
 
 
 def _split_folders(root: Path) -> dict[str, str]:
@@ -456,7 +456,7 @@ def _split_folders(root: Path) -> dict[str, str]:
 def _class_folder_images(root: Path, folder: Path) -> list[tuple[str, str]]:
     """``[(path relative to root, class name)]`` for every image under the class folders of ``folder``."""
     found: list[tuple[str, str]] = []
-    classes = _visible_dirs(folder)
+    classes = visible_dirs(folder)
     if not classes:
         raise InputError(f"{folder}: no class folders (expected <class>/<image> under it)")
     for class_dir in classes:
@@ -481,7 +481,7 @@ def _check_hierarchy(
     if isinstance(hierarchy, str):
         if hierarchy != "wordnet":
             raise InputError(f"unknown hierarchy {hierarchy!r}; use 'wordnet' or a parents map")
-        bad = [name for name in classes if not _WNID.match(name)]
+        bad = [name for name in classes if not WNID.match(name)]
         if bad:
             raise InputError(
                 f"{source}: hierarchy='wordnet' needs classes named by WordNet ids (n + 8 digits); "

@@ -27,19 +27,17 @@ from __future__ import annotations
 
 import csv
 import os
-import re
 from pathlib import Path
 
 import pandas as pd
 
 from clinfonce.data.dataset import AuxInfo, ImageDataset
 from clinfonce.data.files import DEFAULT_MAX_PIXELS
-from clinfonce.data.folder import IMAGENET_MEAN, IMAGENET_STD, file_dataset, is_image_file
+from clinfonce.data.folder import IMAGENET_MEAN, IMAGENET_STD, WNID, file_dataset, is_image_file
 from clinfonce.errors import InputError
 
 KAGGLE_DIR = Path("ILSVRC", "Data", "CLS-LOC")
 LOC_SOLUTION = "LOC_val_solution.csv"
-_WNID = re.compile(r"^n\d{8}$")
 
 
 def imagenet100_dataset(
@@ -91,7 +89,7 @@ def imagenet100_dataset(
             raise InputError(f"{folder}: no train folder for class {wnid} of the class list")
         rows += [(_relative(root, path), wnid, "train") for path in _images_under(folder)]
     val = image_root / "val"
-    if any(_WNID.match(p.name) and p.is_dir() for p in val.iterdir()):
+    if any(WNID.match(p.name) and p.is_dir() for p in val.iterdir()):
         for wnid in sorted(wnids):
             if not (val / wnid).is_dir():
                 raise InputError(f"{val / wnid}: no val folder for class {wnid} of the class list")
@@ -140,7 +138,7 @@ def read_class_list(path: Path) -> list[str]:
         if not text:
             continue
         wnid = text.split()[0]
-        if not _WNID.match(wnid):
+        if not WNID.match(wnid):
             raise InputError(f"{path}: line {number}: {wnid!r} is not a WordNet id (n + 8 digits)")
         if wnid in wnids:
             raise InputError(f"{path}: line {number}: {wnid} already listed on line {wnids[wnid]}")
@@ -206,7 +204,7 @@ def _val_labels(root: Path, image_root: Path, val_labels: str | os.PathLike | No
                 )
             for number, image, rest in entries:
                 tokens = rest.split()
-                if not image.strip() or not tokens or not _WNID.match(tokens[0]):
+                if not image.strip() or not tokens or not WNID.match(tokens[0]):
                     raise InputError(f"{path}: line {number}: expected an image id and a wnid")
                 labels[Path(image.strip()).stem] = tokens[0]
     except UnicodeDecodeError as error:

@@ -37,7 +37,7 @@ import pandas as pd
 
 from clinfonce.data.dataset import AuxInfo, ImageDataset
 from clinfonce.data.files import DEFAULT_MAX_PIXELS
-from clinfonce.data.folder import file_dataset, is_image_file, stratified_pick
+from clinfonce.data.folder import file_dataset, is_image_file, stratified_pick, visible_dirs
 from clinfonce.data.tables import read_table, require_columns
 from clinfonce.errors import InputError
 
@@ -131,19 +131,14 @@ def _image_root(root: Path, images_dir: str | os.PathLike | None) -> Path:
     return root
 
 
-def _subdirs(folder: Path) -> list[Path]:
-    with os.scandir(folder) as entries:
-        return sorted(Path(e.path) for e in entries if not e.name.startswith(".") and e.is_dir())
-
-
 def _list_images(root: Path, image_root: Path) -> pd.DataFrame:
     """Every ``<Category>/<SubCategory>/<Brand>/<file>`` image (exactly that depth) under ``image_root``."""
     rows = []
-    for category in _subdirs(image_root):
+    for category in visible_dirs(image_root):
         if category.name == META_DIR:
             continue
-        for sub in _subdirs(category):
-            for brand in _subdirs(sub):
+        for sub in visible_dirs(category):
+            for brand in visible_dirs(sub):
                 with os.scandir(brand) as entries:
                     names = sorted(e.name for e in entries if is_image_file(e.name))
                 for name in names:

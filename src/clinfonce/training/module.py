@@ -2,8 +2,7 @@
 
 A batch from the loader is ``(images uint8 [B, C, H, W], labels int64 [B], rows int64 [B])``. Augmentation
 runs here, on the batch's device, producing V views. The cluster id of a sample is looked up by its table
-row in the ``cluster_ids`` buffer, so stage 1 can change the clusters between epochs (K-means) without
-touching the dataset, and the ids travel with checkpoints.
+row in the ``cluster_ids`` buffer, so the ids need no change to the dataset and travel with checkpoints.
 """
 
 from __future__ import annotations

@@ -52,8 +52,7 @@ def _clusters_from_file(path: str, table: pd.DataFrame) -> ClusterAssignment:
     the dataset have that column, else by order (then the file must have one row per training image)."""
     frame = read_table(path)
     require_columns(frame, ["cluster"], path)
-    loaded = ClusterAssignment.load(path)
-    provenance = {**loaded.provenance, "file": str(path)}
+    provenance = {**ClusterAssignment.load_metadata(path).get("provenance", {}), "file": str(path)}
     if "path" in frame.columns and "path" in table.columns:
         by_path = dict(zip(frame["path"].astype(str), frame["cluster"], strict=True))
         missing = [p for p in table["path"].astype(str) if p not in by_path]
