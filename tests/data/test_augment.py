@@ -5,6 +5,7 @@ and sampling statistics."""
 from __future__ import annotations
 
 import colorsys
+import math
 
 import pytest
 import torch
@@ -200,6 +201,20 @@ def test_crop_boxes_fit_and_follow_scale_and_ratio(height: int, width: int) -> N
         assert abs(float(torch.log(ratio).mean())) < 0.01  # log-uniform on a symmetric range
         # Boxes that fit are kept as drawn: the area is uniform up to where clamping starts (3/4).
         assert abs(float((area < 0.5).float().mean()) - 0.1 / 0.6) < 0.02
+        # below area 0.7 no box is clamped: log(ratio) is uniform on [log 3/4, log 4/3], std = width / sqrt(12)
+        log_ratio = torch.log(ratio[area < 0.7])
+        assert abs(float(log_ratio.std()) - 2 * math.log(4 / 3) / math.sqrt(12)) < 0.01
+        assert (
+            float(log_ratio.min()) < math.log(3 / 4) + 0.01
+            and float(log_ratio.max()) > math.log(4 / 3) - 0.01
+        )
+    # the position is uniform over the free space, independently in x and y
+    free_x, free_y = width - w, height - h
+    roomy = (free_x > 1) & (free_y > 1)
+    u, v = left[roomy] / free_x[roomy], top[roomy] / free_y[roomy]
+    for position in (u, v):
+        assert abs(float(position.mean()) - 0.5) < 0.01 and abs(float(position.std()) - 12**-0.5) < 0.01
+    assert abs(float(torch.corrcoef(torch.stack([u, v]))[0, 1])) < 0.03
 
 
 def test_random_choices_follow_their_probabilities() -> None:
@@ -211,7 +226,17 @@ def test_random_choices_follow_their_probabilities() -> None:
     assert abs(float(params.gray.float().mean()) - 0.2) < 0.05
     for factors in (params.brightness, params.contrast, params.saturation):
         assert factors.min() >= 0.6 and factors.max() <= 1.4 and abs(float(factors.mean()) - 1) < 0.01
+        # uniform on [0.6, 1.4]: std 0.8 / sqrt(12), and the whole range is used
+        assert abs(float(factors.std()) - 0.8 / math.sqrt(12)) < 0.01
+        assert factors.min() < 0.61 and factors.max() > 1.39
     assert params.hue.min() >= -0.1 and params.hue.max() <= 0.1 and abs(float(params.hue.mean())) < 0.005
+    assert abs(float(params.hue.std()) - 0.2 / math.sqrt(12)) < 0.003
+    # every random choice is drawn independently of the others
+    fields = [params.flip, params.jitter, params.gray, params.brightness, params.contrast, params.saturation]
+    fields.append(params.hue)
+    stacked = torch.stack([f.float().flatten() for f in fields])
+    correlation = torch.corrcoef(stacked) - torch.eye(len(fields))
+    assert float(correlation.abs().max()) < 0.04, correlation
 
 
 def test_flip_and_grayscale_fractions_in_the_output() -> None:
