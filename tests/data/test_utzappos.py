@@ -108,6 +108,17 @@ def test_labels_split_attributes_and_paths(tmp_path: Path) -> None:
     assert again.table["split"].tolist() == data.table["split"].tolist()
 
 
+def test_image_tree_outside_root(tmp_path: Path) -> None:
+    write_tree(tmp_path / "elsewhere")
+    (tmp_path / "meta" / "ut-zap50k-data").mkdir(parents=True)
+    write_bin_csv(tmp_path / "meta")  # root holds only the meta-data
+    images = tmp_path / "elsewhere" / "ut-zap50k-images-square"
+    data = utzappos_dataset(root=tmp_path / "meta", images_dir=images, image_size=8)
+    # paths are relative to the image tree, and they load
+    assert "Boots/Ankle/Keen/7892181.326309.jpg" in set(data.table["path"]) and data.root == images
+    assert len(data) == len(IMAGES) and data.loader(0).shape == (3, 8, 8)
+
+
 def test_meta_data_enum_csv_is_expanded(tmp_path: Path) -> None:
     write_tree(tmp_path)
     lines = ['"CID","Category","SubCategory","HeelHeight","Insole","Closure","Gender","Material","ToeStyle"']

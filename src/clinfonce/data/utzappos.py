@@ -89,7 +89,9 @@ def utzappos_dataset(
     if not root.is_dir():
         raise InputError(f"{root}: no such UT-Zappos50K folder (nothing is downloaded: give the local copy)")
     image_root = _image_root(root, images_dir)
-    table = _list_images(root, image_root)
+    # paths are relative to root, or to the image tree itself when it lies elsewhere
+    base = root if image_root.resolve().is_relative_to(root.resolve()) else image_root
+    table = _list_images(base, image_root)
     attributes, notes = _attributes(root, meta_dir, table["cid"])
     table = pd.concat([table, attributes], axis=1)
     test = stratified_pick(table["class"], table["path"], test_fraction, seed)
@@ -98,7 +100,7 @@ def utzappos_dataset(
     return file_dataset(
         "utzappos",
         table,
-        root,
+        base,
         image_size=image_size,
         channels=channels,
         resize=resize,
@@ -121,7 +123,7 @@ def cid_of(file_name: str) -> str:
 
 def _image_root(root: Path, images_dir: str | os.PathLike | None) -> Path:
     if images_dir is not None:
-        path = Path(images_dir) if Path(images_dir).is_absolute() else root / images_dir
+        path = root / images_dir  # an absolute images_dir replaces root
         if not path.is_dir():
             raise InputError(f"{path}: no such UT-Zappos50K image folder")
         return path
