@@ -237,6 +237,19 @@ def test_table_parquet_and_default_split(tmp_path: Path) -> None:
         test_fraction=0,
     )
     assert data.table["hashtags"].isna().tolist() == [False, False, True, False, False, False]
+    # a missing hierarchy value in a string column (pd.NA) is missing, not a class named "<NA>"
+    frame["family"] = frame["family"].astype("string")
+    frame.loc[0, "family"] = pd.NA
+    frame.to_parquet(tmp_path / "meta.parquet")
+    data = table_dataset(
+        table_path=tmp_path / "meta.parquet",
+        path_col="file",
+        label_col="species",
+        hierarchy_col="family",
+        image_size=4,
+        test_fraction=0,
+    )
+    assert "<NA>" not in data.aux.hierarchy and data.aux.hierarchy["cat"] == "felid"
 
 
 def test_table_numeric_labels_and_wordnet(tmp_path: Path) -> None:

@@ -116,7 +116,7 @@ def encode_labels(
     Raises:
         InputError: a name is not in ``all_classes``.
     """
-    texts = [None if _is_missing(name) else str(name) for name in names]
+    texts = [None if is_missing(name) else str(name) for name in names]
     present = {text for text in texts if text is not None}
     classes = sorted(present if all_classes is None else {str(name) for name in all_classes})
     unknown = sorted(present - set(classes))
@@ -127,7 +127,8 @@ def encode_labels(
     return labels, classes
 
 
-def _is_missing(value: object) -> bool:
+def is_missing(value: object) -> bool:
+    """Whether a table cell is a missing value: None, NaN or ``pd.NA``."""
     return value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value))
 
 

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
-from clinfonce.data.dataset import AuxInfo, ImageDataset, encode_labels
+from clinfonce.data.dataset import AuxInfo, ImageDataset, encode_labels, is_missing
 from clinfonce.data.files import DEFAULT_MAX_PIXELS, RESIZE_RULES, file_loader, screen_files, size_pair
 from clinfonce.data.tables import read_table, require_columns
 from clinfonce.errors import InputError
@@ -105,7 +105,7 @@ def stratified_pick(
 def normalise_split(value: object, where: str) -> str:
     """``"train"`` / ``"val"`` / ``"test"`` from a split cell (case-insensitive; training, validation, valid,
     dev and testing are accepted too); anything else is an :class:`InputError` naming ``where``."""
-    text = "" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
+    text = "" if is_missing(value) else str(value)
     split = _SPLIT_NAMES.get(text.strip().lower())
     if split is None:
         raise InputError(f"{where}: split {value!r} is not one of train, val, test")
@@ -545,7 +545,7 @@ def _hierarchy_from_column(
         parents[child] = parent
 
     for row, (cls, value) in enumerate(zip(classes, column.tolist(), strict=True)):
-        if cls is None or value is None or (isinstance(value, float) and np.isnan(value)):
+        if cls is None or is_missing(value):
             continue
         chain = [part.strip() for part in str(value).split(sep) if part.strip()]
         if not chain:
