@@ -19,30 +19,29 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iter
     The rename is atomic on POSIX file systems, so readers (and a crash at any moment) see either the
     old file or the complete new one.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    _default_permissions(fd)
-    try:
-        with os.fdopen(fd, mode, **kwargs) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with _replacing(path, ".tmp") as (fd, _), os.fdopen(fd, mode, **kwargs) as handle:
+        yield handle
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def atomic_write_with(path: str | os.PathLike, write: Callable[[Path], Any]) -> None:
     """Call ``write(tmp_path)`` for a library that insists on a path, then move it onto ``path``."""
+    with _replacing(path, Path(path).suffix) as (fd, tmp):
+        os.close(fd)
+        write(tmp)
+
+
+@contextmanager
+def _replacing(path: str | os.PathLike, suffix: str) -> Iterator[tuple[int, Path]]:
+    """A new temporary file beside ``path`` (its descriptor and path), moved onto ``path`` if the block
+    succeeds and deleted if it fails."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
     _default_permissions(fd)
-    os.close(fd)
     try:
-        write(Path(tmp))
+        yield fd, Path(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
