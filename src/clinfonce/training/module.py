@@ -90,7 +90,9 @@ class ContrastiveModule(L.LightningModule):
         else:
             z = self.encoder(flat).view(n, v, -1)
             loss = self.loss_fn(z, self._positive_ids(labels, rows))
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=n, sync_dist=True)
+        # the step value is this rank's (no all-reduce on the hot path); the epoch mean is reduced once per epoch
+        self.log("train/loss_step", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=n)
+        self.log("train/loss_epoch", loss, on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
         self.log(
             "train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False, batch_size=n
         )
