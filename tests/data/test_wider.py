@@ -114,6 +114,21 @@ def test_malformed_json_is_named(tmp_path: Path) -> None:
         wider_dataset(root=tmp_path)
 
 
+@pytest.mark.parametrize(
+    ("file_name", "message"),
+    [("../escape.jpg", "leaves the image root"), ("/etc/x.jpg", "is absolute"), ("link/a.jpg", "outside")],
+)
+def test_file_names_must_stay_inside_image(tmp_path: Path, file_name: str, message: str) -> None:
+    write_wider(tmp_path)
+    (tmp_path / "Image" / "link").symlink_to(tmp_path)  # a link out of Image/
+    path = tmp_path / "wider_attribute_test.json"
+    data = json.loads(path.read_text())
+    data["images"][0]["file_name"] = file_name
+    path.write_text(json.dumps(data))
+    with pytest.raises(InputError, match=rf"wider_attribute_test\.json: images\[0\].*{message}"):
+        wider_dataset(root=tmp_path)
+
+
 def test_bad_image_fails_or_is_skipped(tmp_path: Path) -> None:
     write_wider(tmp_path)
     broken = tmp_path / "Image" / TEST[0]["file_name"]

@@ -350,7 +350,7 @@ def table_dataset(
         raise InputError("give either hierarchy='wordnet' or hierarchy_col, not both")
     real_root = os.path.realpath(root)
     paths = [
-        _safe_path(root, real_root, value, f"{source}: row {i}") for i, value in enumerate(frame[path_col])
+        safe_path(root, real_root, value, f"{source}: row {i}") for i, value in enumerate(frame[path_col])
     ]
     classes = _label_names(frame[label_col]) if label_col else [None] * len(frame)
     table = pd.DataFrame({"path": paths, "class": pd.Series(classes, dtype=object)})
@@ -510,7 +510,7 @@ def _auto_column(name: str | None, default: str, frame: pd.DataFrame) -> str | N
     return default if default in frame.columns else None
 
 
-def _safe_path(root: Path, real_root: str, value: object, where: str) -> str:
+def safe_path(root: Path, real_root: str, value: object, where: str) -> str:
     """The normalised relative path of a table cell; :class:`InputError` if it is empty or leaves root."""
     if value is None or (not isinstance(value, str) and pd.isna(value)) or not str(value).strip():
         raise InputError(f"{where}: missing image path ({value!r})")

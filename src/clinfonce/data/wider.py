@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import os
-import posixpath
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +36,7 @@ import pandas as pd
 
 from clinfonce.data.dataset import AuxInfo, ImageDataset
 from clinfonce.data.files import DEFAULT_MAX_PIXELS
-from clinfonce.data.folder import file_dataset
+from clinfonce.data.folder import file_dataset, safe_path
 from clinfonce.errors import InputError
 
 MEAN = (0.4772, 0.4405, 0.4100)
@@ -90,7 +89,7 @@ def wider_dataset(
     frames, attribute_names = [], None
     for name, is_test in ((TRAINVAL_JSON, False), (TEST_JSON, True)):
         path = _find_json(root, name)
-        frame, names = _read_json(path, is_test, val_as_train, unspecified)
+        frame, names = _read_json(path, root / "Image", is_test, val_as_train, unspecified)
         if attribute_names is not None and names != attribute_names:
             raise InputError(f"{path}: attribute_id_map differs from the one of {TRAINVAL_JSON}")
         attribute_names = names
@@ -156,7 +155,7 @@ def _id_map(data: dict[str, Any], key: str, path: Path) -> dict[int, str]:
 
 
 def _read_json(
-    path: Path, is_test: bool, val_as_train: bool, unspecified: str
+    path: Path, image_dir: Path, is_test: bool, val_as_train: bool, unspecified: str
 ) -> tuple[pd.DataFrame, list[str]]:
     try:
         with open(path, encoding="utf-8") as handle:
@@ -175,6 +174,7 @@ def _read_json(
     if reserved:
         raise InputError(f"{path}: attribute names {sorted(reserved)} clash with the dataset's own columns")
     rows, pooled = [], []
+    real_image_dir = os.path.realpath(image_dir)
     for index, image in enumerate(data["images"]):
         where = f"{path}: images[{index}]"
         if not isinstance(image, dict):
@@ -183,9 +183,7 @@ def _read_json(
         if not isinstance(file_name, str) or not file_name:
             raise InputError(f"{where}: missing 'file_name'")
         where = f"{where} ({file_name})"
-        relative = posixpath.normpath(file_name.replace("\\", "/"))
-        if relative.startswith(("/", "../")) or relative in (".", ".."):
-            raise InputError(f"{where}: file_name must be a path inside Image/")
+        relative = safe_path(image_dir, real_image_dir, file_name, where)
         if isinstance(scene, bool) or not isinstance(scene, int) or scene not in scene_map:
             raise InputError(f"{where}: scene_id {scene!r} is not in scene_id_map")
         if not isinstance(targets, list):
