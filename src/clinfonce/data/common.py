@@ -50,7 +50,7 @@ import torch
 
 from clinfonce.data.dataset import AuxInfo, ImageDataset, array_loader, encode_labels
 from clinfonce.data.files import DEFAULT_MAX_PIXELS, decode_image, size_pair, to_array
-from clinfonce.data.folder import stratified_pick
+from clinfonce.data.folder import with_validation
 from clinfonce.errors import InputError
 
 CIFAR10_DIR = "cifar-10-batches-py"
@@ -580,12 +580,9 @@ def _in_memory(
     labels, names = encode_labels(class_names, all_classes)
     table = table.reset_index(drop=True)
     table.insert(0, "label", labels)
-    split = table["split"].to_numpy(dtype=object).copy()
-    if val_fraction:
-        keys = np.char.zfill(np.arange(len(table)).astype(str), 9)
-        split[stratified_pick(labels, keys, val_fraction, seed, split == "train")] = "val"
-    table["split"] = pd.Series(split, dtype=object)
-    train = np.flatnonzero(split == "train")
+    keys = np.char.zfill(np.arange(len(table)).astype(str), 9)  # row order
+    table["split"] = with_validation(table["split"], labels, keys, val_fraction, seed)
+    train = np.flatnonzero(table["split"].to_numpy() == "train")
     mean, std = _channel_stats(images, train if len(train) else np.arange(len(images)))
     return ImageDataset(
         name=name,

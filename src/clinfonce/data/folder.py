@@ -102,6 +102,24 @@ def stratified_pick(
     return picked
 
 
+def with_validation(
+    split: pd.Series, labels: np.ndarray, keys: np.ndarray, fraction: float, seed: int
+) -> pd.Series:
+    """``split`` with a stratified ``fraction`` of each class's training rows moved to ``"val"``.
+
+    Args:
+        split: ``[N]`` split names.
+        labels: ``[N]`` the strata (class ids).
+        keys: ``[N]`` strings that order the rows within a class before the seeded draw (e.g. paths).
+        fraction: share of each class's training rows to move (0: none).
+        seed: seed of the draw (see :func:`stratified_pick`).
+    """
+    values = split.to_numpy(dtype=object).copy()
+    if fraction:
+        values[stratified_pick(labels, keys, fraction, seed, values == "train")] = "val"
+    return pd.Series(values, dtype=object)
+
+
 def normalise_split(value: object, where: str) -> str:
     """``"train"`` / ``"val"`` / ``"test"`` from a split cell (case-insensitive; training, validation, valid,
     dev and testing are accepted too); anything else is an :class:`InputError` naming ``where``."""
@@ -171,11 +189,7 @@ def file_dataset(
     labels, class_names = encode_labels(table["class"].tolist(), all_classes)
     table = table.drop(columns="class")
     table.insert(1, "label", labels)
-    split = table["split"].to_numpy(dtype=object).copy()
-    if val_fraction:
-        moved = stratified_pick(labels, table["path"].to_numpy(str), val_fraction, seed, split == "train")
-        split[moved] = "val"
-    table["split"] = pd.Series(split, dtype=object)
+    table["split"] = with_validation(table["split"], labels, table["path"].to_numpy(str), val_fraction, seed)
     return ImageDataset(
         name=name,
         table=table,
