@@ -14,10 +14,10 @@ import torch
 from PIL import Image
 
 from clinfonce.data.files import (
+    FileImageLoader,
     check_image,
     check_images,
     decode_image,
-    file_loader,
     open_image,
     screen_files,
     size_pair,
@@ -135,32 +135,32 @@ def test_file_loader_center_crop_and_stretch(tmp_path: Path) -> None:
     array = np.zeros((20, 40, 3), dtype=np.uint8)
     array[:, 20:] = 255
     Image.fromarray(array).save(tmp_path / "wide.png")
-    crop = file_loader(tmp_path, ["wide.png"], 10, channels=3)(0)
+    crop = FileImageLoader(tmp_path, ["wide.png"], 10, channels=3)(0)
     assert crop.dtype == torch.uint8 and crop.shape == (3, 10, 10)
     # shorter side 20 -> 10 (width 20), centre crop keeps columns 5..14 of 20: half black, half white
     assert crop[:, :, 0].max() < 30 and crop[:, :, -1].min() > 225
-    stretch = file_loader(tmp_path, ["wide.png"], (10, 8), channels=1, resize="stretch")(0)
+    stretch = FileImageLoader(tmp_path, ["wide.png"], (10, 8), channels=1, resize="stretch")(0)
     assert stretch.shape == (1, 10, 8)
-    gray = file_loader(tmp_path, ["wide.png"], 6, channels=1)(0)
+    gray = FileImageLoader(tmp_path, ["wide.png"], 6, channels=1)(0)
     assert gray.shape == (1, 6, 6)
 
 
 def test_file_loader_converts_grayscale_to_rgb(tmp_path: Path) -> None:
     write_png(tmp_path / "g.png", (9, 9), mode="L")
-    assert file_loader(tmp_path, ["g.png"], 9, channels=3)(0).shape == (3, 9, 9)
+    assert FileImageLoader(tmp_path, ["g.png"], 9, channels=3)(0).shape == (3, 9, 9)
 
 
 def test_file_loader_raises_on_a_bad_file(tmp_path: Path) -> None:
     (tmp_path / "empty.png").write_bytes(b"")
     with pytest.raises(InputError, match=r"empty\.png: empty file"):
-        file_loader(tmp_path, ["empty.png"], 8)(0)
+        FileImageLoader(tmp_path, ["empty.png"], 8)(0)
 
 
 def test_file_loader_rejects_bad_options(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="channels"):
-        file_loader(tmp_path, [], 8, channels=2)
+        FileImageLoader(tmp_path, [], 8, channels=2)
     with pytest.raises(InputError, match="resize"):
-        file_loader(tmp_path, [], 8, resize="pad")
+        FileImageLoader(tmp_path, [], 8, resize="pad")
     with pytest.raises(InputError, match="image_size"):
         size_pair(0)
 
@@ -169,7 +169,7 @@ def test_file_loader_pickles(tmp_path: Path) -> None:
     import pickle
 
     write_png(tmp_path / "a.png")
-    loader = pickle.loads(pickle.dumps(file_loader(tmp_path, ["a.png"], 4)))
+    loader = pickle.loads(pickle.dumps(FileImageLoader(tmp_path, ["a.png"], 4)))
     assert loader(0).shape == (3, 4, 4)
 
 

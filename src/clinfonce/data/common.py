@@ -49,7 +49,7 @@ import pandas as pd
 import torch
 
 from clinfonce.data.dataset import AuxInfo, ImageDataset, array_loader, encode_labels
-from clinfonce.data.files import DEFAULT_MAX_PIXELS, decode_image, size_pair, to_array
+from clinfonce.data.files import DEFAULT_MAX_PIXELS, ImageFileError, decode_image, size_pair, to_array
 from clinfonce.data.folder import with_validation
 from clinfonce.errors import InputError
 
@@ -468,10 +468,10 @@ def omniglot_dataset(
                     raise InputError(f"{where}: cannot read: {error}") from error
                 try:
                     image = decode_image(data, where, max_pixels)
-                except InputError as error:
+                except ImageFileError as error:
                     if not skip_bad:
                         raise InputError(f"{error} (pass skip_bad=True to leave bad files out)") from error
-                    skipped[relative] = str(error)[len(where) + 2 :]
+                    skipped[relative] = error.reason
                     continue
                 images.append(to_array(image, size, 1, "stretch")[0])
                 drawer = int(drawer_text)

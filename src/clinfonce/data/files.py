@@ -55,6 +55,14 @@ def default_workers() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
 
+class ImageFileError(InputError):
+    """A bad image file: ``str()`` is ``"<path>: <reason>"``; ``reason`` alone is kept for listings."""
+
+    def __init__(self, path: str | os.PathLike, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = str(path), reason
+
+
 def open_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Open and fully decode one image file.
 
@@ -74,21 +82,21 @@ def open_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIX
     try:
         info = os.stat(path)
     except FileNotFoundError as error:
-        raise InputError(f"{path}: no such file") from error
+        raise ImageFileError(path, "no such file") from error
     except OSError as error:
-        raise InputError(f"{path}: cannot stat: {error.strerror or error}") from error
+        raise ImageFileError(path, f"cannot stat: {error.strerror or error}") from error
     if not stat.S_ISREG(info.st_mode):
-        raise InputError(f"{path}: not a regular file ({_kind(info.st_mode)})")
+        raise ImageFileError(path, f"not a regular file ({_kind(info.st_mode)})")
     if info.st_size == 0:
-        raise InputError(f"{path}: empty file")
+        raise ImageFileError(path, "empty file")
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     except OSError as error:
-        raise InputError(f"{path}: cannot open: {error.strerror or error}") from error
+        raise ImageFileError(path, f"cannot open: {error.strerror or error}") from error
     with os.fdopen(fd, "rb") as handle:
         info = os.fstat(handle.fileno())
         if not stat.S_ISREG(info.st_mode):
-            raise InputError(f"{path}: not a regular file ({_kind(info.st_mode)})")
+            raise ImageFileError(path, f"not a regular file ({_kind(info.st_mode)})")
         return decode_image(handle, str(path), max_pixels)
 
 
@@ -107,30 +115,31 @@ def decode_image(
     """
     if isinstance(source, (bytes, bytearray, memoryview)):
         if len(source) == 0:
-            raise InputError(f"{name}: empty file")
+            raise ImageFileError(name, "empty file")
         source = io.BytesIO(source)
     try:
         with _WARNINGS_LOCK, warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(source)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise InputError(f"{name}: decompression bomb: {error}") from error
+        raise ImageFileError(name, f"decompression bomb: {error}") from error
     except UnidentifiedImageError as error:
-        raise InputError(f"{name}: not an image (PIL cannot identify it)") from error
+        raise ImageFileError(name, "not an image (PIL cannot identify it)") from error
     except Exception as error:  # a broken header can raise many types; all mean "bad file"
-        raise InputError(f"{name}: truncated or corrupt image header: {_describe(error)}") from error
+        raise ImageFileError(name, f"truncated or corrupt image header: {_describe(error)}") from error
     width, height = image.size
     if max_pixels is not None and width * height > max_pixels:
         image.close()
-        raise InputError(
-            f"{name}: decompression bomb: the header declares {width}x{height} = {width * height} pixels, "
-            f"more than max_pixels={max_pixels}"
+        raise ImageFileError(
+            name,
+            f"decompression bomb: the header declares {width}x{height} = {width * height} pixels, "
+            f"more than max_pixels={max_pixels}",
         )
     try:
         image.load()
     except Exception as error:  # truncated data, bad CRC, decoder errors, ...
         image.close()
-        raise InputError(f"{name}: truncated or corrupt image: {_describe(error)}") from error
+        raise ImageFileError(name, f"truncated or corrupt image: {_describe(error)}") from error
     return image
 
 
@@ -177,10 +186,7 @@ class FileImageLoader:
         resize: str = "center_crop",
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
     ) -> None:
-        if channels not in (1, 3):
-            raise InputError(f"channels must be 1 or 3, got {channels!r}")
-        if resize not in RESIZE_RULES:
-            raise InputError(f"unknown resize rule {resize!r}; choose one of {list(RESIZE_RULES)}")
+        check_image_options(channels, resize)
         self.root = Path(root)
         self.paths = [str(path) for path in paths]
         self.image_size = size_pair(image_size)
@@ -199,19 +205,12 @@ class FileImageLoader:
             image.close()
 
 
-def file_loader(
-    root: str | os.PathLike,
-    paths: Sequence[str],
-    image_size: int | tuple[int, int],
-    channels: int = 3,
-    resize: str = "center_crop",
-    max_pixels: int | None = DEFAULT_MAX_PIXELS,
-) -> FileImageLoader:
-    """A loader of image files: decode, convert to RGB / L, bring to a fixed size, ``uint8 [C, H, W]``.
-
-    See :class:`FileImageLoader` for the arguments and the module docstring for the resize rules.
-    """
-    return FileImageLoader(root, paths, image_size, channels, resize, max_pixels)
+def check_image_options(channels: int, resize: str) -> None:
+    """Raise :class:`InputError` unless ``channels`` is 1 or 3 and ``resize`` is a known rule."""
+    if channels not in (1, 3):
+        raise InputError(f"channels must be 1 or 3, got {channels!r}")
+    if resize not in RESIZE_RULES:
+        raise InputError(f"unknown resize rule {resize!r}; choose one of {list(RESIZE_RULES)}")
 
 
 def size_pair(image_size: int | Sequence[int]) -> tuple[int, int]:
@@ -231,10 +230,8 @@ def check_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PI
     """The reason ``path`` is a bad image (as in :func:`open_image`), or ``None`` when it is fine."""
     try:
         open_image(path, max_pixels).close()
-    except InputError as error:
-        message = str(error)
-        prefix = f"{Path(path)}: "
-        return message[len(prefix) :] if message.startswith(prefix) else message
+    except ImageFileError as error:
+        return error.reason
     return None
 
 

@@ -30,7 +30,13 @@ import pandas as pd
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from clinfonce.data.dataset import AuxInfo, ImageDataset, encode_labels, is_missing
-from clinfonce.data.files import DEFAULT_MAX_PIXELS, RESIZE_RULES, file_loader, screen_files, size_pair
+from clinfonce.data.files import (
+    DEFAULT_MAX_PIXELS,
+    FileImageLoader,
+    check_image_options,
+    screen_files,
+    size_pair,
+)
 from clinfonce.data.tables import read_table, require_columns
 from clinfonce.errors import InputError
 
@@ -158,7 +164,7 @@ def file_dataset(
         table: one row per image with ``path`` (relative to ``root``), ``class`` (class name, or
             None/NaN for no label), ``split`` and any auxiliary columns. ``class`` is replaced by ``label``.
         root: the directory paths are relative to.
-        image_size, channels, resize, max_pixels: see :func:`~clinfonce.data.files.file_loader`.
+        image_size, channels, resize, max_pixels: see :class:`~clinfonce.data.files.FileImageLoader`.
         mean, std: normalisation statistics.
         aux: the auxiliary information.
         skip_bad, check_files, workers: see :func:`~clinfonce.data.files.screen_files`.
@@ -166,10 +172,7 @@ def file_dataset(
         source, rows: the metadata file and the row names of ``table``, for error messages.
         all_classes: the source's full class list, if it declares one (see :func:`~clinfonce.data.dataset.encode_labels`).
     """
-    if channels not in (1, 3):
-        raise InputError(f"channels must be 1 or 3, got {channels!r}")
-    if resize not in RESIZE_RULES:
-        raise InputError(f"unknown resize rule {resize!r}; choose one of {list(RESIZE_RULES)}")
+    check_image_options(channels, resize)  # before the slow file screening
     size = size_pair(image_size)
     table = table.reset_index(drop=True)
     keep, skipped = screen_files(
@@ -194,7 +197,7 @@ def file_dataset(
         name=name,
         table=table,
         class_names=class_names,
-        loader=file_loader(root, table["path"].tolist(), size, channels, resize, max_pixels),
+        loader=FileImageLoader(root, table["path"].tolist(), size, channels, resize, max_pixels),
         image_size=size,
         mean=_triple(mean, "mean"),
         std=_triple(std, "std"),
