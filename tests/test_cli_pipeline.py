@@ -43,6 +43,8 @@ def test_train_writes_a_complete_run(trained_run) -> None:
         assert (trained_run / name).exists(), name
     metrics = json.loads((trained_run / "metrics.json").read_text())
     assert 0 <= metrics["linear_top1"] <= 100 and metrics["n_test"] == 128
+    report = (trained_run / "report.md").read_text()
+    assert f"| linear_top1 | {metrics['linear_top1']:.2f} |" in report  # the report shows the measured value
 
 
 def test_eval_from_a_lightning_checkpoint_matches_the_run(trained_run, tmp_path, capsys) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -255,10 +258,13 @@ def test_torch_tensor_and_other_float_dtypes_are_accepted() -> None:
     np.testing.assert_array_equal(reference.assignments, same.assignments)
 
 
-def test_auto_backend_prefers_faiss_when_installed() -> None:
-    points, _ = _blobs()
-    expected = "faiss" if kmeans_module._faiss_available() else "torch"
+def test_auto_backend_prefers_faiss_when_installed(monkeypatch) -> None:
+    points, labels = _blobs()
+    expected = "faiss" if importlib.util.find_spec("faiss") is not None else "torch"
     assert fit_kmeans(points, 5).backend == expected
+    monkeypatch.setitem(sys.modules, "faiss", None)  # import faiss now fails, as when it is not installed
+    fallback = fit_kmeans(points, 5)
+    assert fallback.backend == "torch" and adjusted_rand_score(labels, fallback.assignments) == 1.0
 
 
 @pytest.mark.parametrize(

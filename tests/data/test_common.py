@@ -113,6 +113,10 @@ def test_cifar10_pickles(tmp_path: Path) -> None:
     assert image[:, 5, 5].tolist() == [10, 20, 30] and (image[0, 0, :] == 200).all()
     assert data.aux.attributes == () and data.root is None
     assert 0.3 < data.mean[0] < 0.7 and len(data.std) == 3
+    # the statistics are those of the training images only (the five data batches), per RGB channel
+    train = np.concatenate([cifar_images(4, i) for i in range(1, 6)]).reshape(-1, 3, 1024) / 255
+    np.testing.assert_allclose(data.mean, train.mean(axis=(0, 2)), atol=1e-4)
+    np.testing.assert_allclose(data.std, train.std(axis=(0, 2)), atol=1e-4)
     assert cifar10_dataset(root=base, image_size=16).loader(0).shape == (3, 16, 16)
 
 
