@@ -79,6 +79,9 @@ def test_labels_split_paths_and_attributes(tmp_path: Path) -> None:
     assert "1 image/attribute pair(s) not listed" in data.aux.notes
     assert data.root == root and data.loader(0).shape == (3, 12, 12)
     assert data.mean == (0.4863, 0.4999, 0.4312)
+    # each row loads its own image: the fixture paints image i with red 30 * i (JPEG: within a few levels)
+    reds = [int(data.loader(row)[0, 6, 6]) for row in range(len(data))]
+    assert all(abs(red - 30 * i) <= 3 for i, red in enumerate(reds)), reds
 
 
 def test_parent_folder_and_other_attribute_name_locations(tmp_path: Path) -> None:
@@ -128,6 +131,8 @@ def test_bad_image_fails_or_is_skipped(tmp_path: Path) -> None:
     data = cub200_dataset(root=root, skip_bad=True)
     assert list(data.skipped) == [f"images/{IMAGES[2][1]}"]
     assert data.table["image_id"].tolist() == [1, 2, 4, 5]
+    reds = [int(data.loader(row)[0, 6, 6]) for row in range(len(data))]  # rows still match their images
+    assert all(abs(red - 30 * i) <= 3 for i, red in zip([0, 1, 3, 4], reds, strict=True)), reds
 
 
 def test_class_ids_survive_a_class_without_images(tmp_path: Path) -> None:

@@ -131,23 +131,32 @@ def test_decode_image_from_bytes(tmp_path: Path) -> None:
 
 
 def test_file_loader_center_crop_and_stretch(tmp_path: Path) -> None:
-    # 40 wide, 20 high: left half black, right half white with a red centre column band.
+    # 40 wide, 20 high: left half black, right half white, and a red band in the leftmost 4 columns.
     array = np.zeros((20, 40, 3), dtype=np.uint8)
     array[:, 20:] = 255
+    array[:, :4, 0] = 255
     Image.fromarray(array).save(tmp_path / "wide.png")
     crop = FileImageLoader(tmp_path, ["wide.png"], 10, channels=3)(0)
     assert crop.dtype == torch.uint8 and crop.shape == (3, 10, 10)
-    # shorter side 20 -> 10 (width 20), centre crop keeps columns 5..14 of 20: half black, half white
+    # shorter side 20 -> 10 (width 20), centre crop keeps columns 5..14 of 20: half black, half white,
+    # and the red band (columns 0..1 after resizing) is cut away
     assert crop[:, :, 0].max() < 30 and crop[:, :, -1].min() > 225
-    stretch = FileImageLoader(tmp_path, ["wide.png"], (10, 8), channels=1, resize="stretch")(0)
-    assert stretch.shape == (1, 10, 8)
+    stretch = FileImageLoader(tmp_path, ["wide.png"], (10, 8), channels=3, resize="stretch")(0)
+    assert stretch.shape == (3, 10, 8)
+    # stretching keeps the whole width: the band is the first of 8 columns (4 of 40), red but not green
+    assert stretch[0, :, 0].min() > 150 and stretch[1, :, 0].max() < 30  # (antialiasing blurs its edge)
     gray = FileImageLoader(tmp_path, ["wide.png"], 6, channels=1)(0)
     assert gray.shape == (1, 6, 6)
+    # L = 0.299 R + 0.587 G + 0.114 B (PIL's convert): black and white halves
+    assert gray[0, :, 0].max() < 30 and gray[0, :, -1].min() > 225
 
 
 def test_file_loader_converts_grayscale_to_rgb(tmp_path: Path) -> None:
     write_png(tmp_path / "g.png", (9, 9), mode="L")
-    assert FileImageLoader(tmp_path, ["g.png"], 9, channels=3)(0).shape == (3, 9, 9)
+    rgb = FileImageLoader(tmp_path, ["g.png"], 9, channels=3)(0)
+    assert rgb.shape == (3, 9, 9)
+    source = torch.from_numpy(np.asarray(Image.open(tmp_path / "g.png")))
+    assert all(torch.equal(rgb[c], source) for c in range(3))  # each channel is the gray image
 
 
 def test_file_loader_raises_on_a_bad_file(tmp_path: Path) -> None:
