@@ -161,6 +161,39 @@ def test_random_boxes_match_affine_grid_sampling() -> None:
     torch.testing.assert_close(ours.reshape(12, 3, 20, 20), expected, atol=1e-5, rtol=0)
 
 
+def _bilinear_crop_by_hand(
+    image: torch.Tensor, box: tuple[float, ...], flip: bool, size: int
+) -> torch.Tensor:
+    """Reference: output pixel (i, j) samples the image at its centre mapped into the box,
+    x = left + (j + 0.5) * w / size - 0.5 (mirrored when flipped), bilinear, coordinates clamped to the image."""
+    channels, height, width = image.shape
+    left, top, w, h = box
+    out = torch.empty(channels, size, size, dtype=torch.float64)
+    img = image.double()
+    for i in range(size):
+        y = min(max(top + (i + 0.5) * h / size - 0.5, 0.0), height - 1.0)
+        for j in range(size):
+            jj = size - 1 - j if flip else j
+            x = min(max(left + (jj + 0.5) * w / size - 0.5, 0.0), width - 1.0)
+            x0, y0 = math.floor(x), math.floor(y)
+            x1, y1 = min(x0 + 1, width - 1), min(y0 + 1, height - 1)
+            fx, fy = x - x0, y - y0
+            top_row = img[:, y0, x0] * (1 - fx) + img[:, y0, x1] * fx
+            bottom_row = img[:, y1, x0] * (1 - fx) + img[:, y1, x1] * fx
+            out[:, i, j] = top_row * (1 - fy) + bottom_row * fy
+    return out
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_sub_pixel_boxes_sample_where_the_box_says(flip: bool) -> None:
+    image = torch.rand(2, 17, 23, generator=torch.Generator().manual_seed(12))
+    for box in [(3.3, 2.7, 17.9, 11.2), (0.0, 0.0, 23.0, 17.0), (15.6, 9.1, 7.4, 7.9)]:
+        ours = crop_resize(image[None], torch.tensor([[box]]), torch.tensor([[flip]]), 9)[0, 0]
+        torch.testing.assert_close(
+            ours.double(), _bilinear_crop_by_hand(image, box, flip, 9), atol=1e-5, rtol=0
+        )
+
+
 def test_each_view_gets_its_own_box() -> None:
     images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(4))
     boxes = torch.tensor(
