@@ -79,6 +79,10 @@ def test_flat_folder_labels_paths_and_seeded_split(tmp_path: Path) -> None:
     assert again.table["split"].tolist() == table["split"].tolist()
     other = imagefolder_dataset(root=tmp_path, image_size=8, seed=1)
     assert (other.table["split"] == "test").sum() == 3
+    seeds = [
+        imagefolder_dataset(root=tmp_path, image_size=8, seed=s).table["split"].tolist() for s in range(2, 6)
+    ]
+    assert any(split != table["split"].tolist() for split in seeds)  # the seed does choose the rows
     assert data.loader(0).shape == (3, 8, 8) and data.root == tmp_path
     assert data.aux.hierarchy is None
 

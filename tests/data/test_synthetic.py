@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
-from clinfonce.data.synthetic import ATTRIBUTE_COLUMNS, ATTRIBUTE_NOISE, CLASS_NAMES, make_shapes
+from clinfonce.data.synthetic import ATTRIBUTE_COLUMNS, ATTRIBUTE_NOISE, CLASS_NAMES, COLORS, make_shapes
 
 
 def test_same_seed_same_data_other_seed_other_data() -> None:
@@ -44,5 +45,6 @@ def test_nuisance_attributes_are_independent_of_the_label() -> None:
     for column in ("large", "dark_background"):
         per_class = table.groupby("label")[column].mean()
         assert per_class.max() - per_class.min() < 0.1, column
-    colours = table.groupby("label")["color"].value_counts(normalize=True)
-    assert colours.max() - colours.min() < 0.15
+    colours = pd.crosstab(table["label"], table["color"], normalize="index")
+    assert list(colours.columns) == sorted(COLORS) and len(colours) == len(CLASS_NAMES)  # none absent
+    assert float(colours.max().max() - colours.min().min()) < 0.15
