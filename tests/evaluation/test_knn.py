@@ -58,6 +58,8 @@ def test_k_above_training_size_is_clamped(data):
     train_x, train_y, test_x, _ = data
     scores = knn_classify(train_x[:40], train_y[:40], test_x, ks=(40, 1000))
     np.testing.assert_array_equal(scores[1000], scores[40])
+    reference = _brute_force(train_x[:40], train_y[:40], test_x, 40, 0.07, int(train_y[:40].max()) + 1)
+    np.testing.assert_allclose(scores[40], reference, rtol=1e-4)
 
 
 def test_accuracy_keys_and_values(data):
@@ -66,6 +68,8 @@ def test_accuracy_keys_and_values(data):
     assert set(result) == {"knn5_top1", "knn5_top5", "knn20_top1", "knn20_top5"}
     predicted = _brute_force(train_x, train_y, test_x, 20, 0.07, 7).argmax(1)
     assert result["knn20_top1"] == pytest.approx(100.0 * np.mean(predicted == test_y))
+    top5 = np.argsort(-_brute_force(train_x, train_y, test_x, 20, 0.07, 7), axis=1)[:, :5]
+    assert result["knn20_top5"] == pytest.approx(100.0 * np.mean((top5 == test_y[:, None]).any(axis=1)))
     assert 50.0 < result["knn20_top1"] <= result["knn20_top5"]
     three = knn_accuracy(train_x, train_y % 3, test_x, test_y % 3, ks=(5,))
     assert set(three) == {"knn5_top1"}  # no top-5 with fewer than 5 classes
