@@ -119,7 +119,9 @@ def test_malformed_files_are_named(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"image_class_labels\.txt: no line for id 2"):
         cub200_dataset(root=root)
     shutil.rmtree(root)
-    with pytest.raises(InputError, match="not a CUB-200-2011 folder"):
+    with pytest.raises(
+        InputError, match=r"no CUB_200_2011/ folder \(with images\.txt\); extract CUB_200_2011\.tgz"
+    ):
         cub200_dataset(root=tmp_path)
 
 

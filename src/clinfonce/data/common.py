@@ -50,7 +50,7 @@ import torch
 
 from clinfonce.data.dataset import AuxInfo, ImageDataset, array_loader, encode_labels
 from clinfonce.data.files import DEFAULT_MAX_PIXELS, ImageFileError, decode_image, size_pair, to_array
-from clinfonce.data.folder import with_validation
+from clinfonce.data.folder import find_dataset_dir, with_validation
 from clinfonce.errors import InputError
 
 CIFAR10_DIR = "cifar-10-batches-py"
@@ -119,7 +119,7 @@ def cifar10_dataset(
         val_fraction: fraction of each class's training images moved to a validation split.
         seed: seed of that split.
     """
-    base = _find_dir(Path(root), CIFAR10_DIR, "data_batch_1", "cifar-10-python.tar.gz")
+    base = find_dataset_dir(Path(root), CIFAR10_DIR, "data_batch_1", "cifar-10-python.tar.gz")
     meta = _read_pickle(base / "batches.meta")
     names = _names(meta, "label_names", base / "batches.meta")
     parts = [(f"data_batch_{i}", "train") for i in range(1, 6)] + [("test_batch", "test")]
@@ -157,7 +157,7 @@ def cifar100_dataset(
         val_fraction: fraction of each class's training images moved to a validation split.
         seed: seed of that split.
     """
-    base = _find_dir(Path(root), CIFAR100_DIR, "train", "cifar-100-python.tar.gz")
+    base = find_dataset_dir(Path(root), CIFAR100_DIR, "train", "cifar-100-python.tar.gz")
     meta = _read_pickle(base / "meta")
     fine_names = _names(meta, "fine_label_names", base / "meta")
     coarse_names = _names(meta, "coarse_label_names", base / "meta")
@@ -509,15 +509,6 @@ def omniglot_dataset(
 
 
 # ----------------------------------------------------------------------------------------------- shared
-
-
-def _find_dir(root: Path, name: str, marker: str, archive: str) -> Path:
-    for candidate in (root, root / name):
-        if (candidate / marker).is_file():
-            return candidate
-    raise InputError(
-        f"{root}: no {name}/ folder (with {marker}); extract {archive} here (nothing is downloaded)"
-    )
 
 
 def _resize(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:

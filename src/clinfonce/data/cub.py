@@ -35,7 +35,7 @@ import pandas as pd
 
 from clinfonce.data.dataset import AuxInfo, ImageDataset
 from clinfonce.data.files import DEFAULT_MAX_PIXELS
-from clinfonce.data.folder import file_dataset
+from clinfonce.data.folder import file_dataset, find_dataset_dir
 from clinfonce.errors import InputError
 
 MEAN = (0.4863, 0.4999, 0.4312)
@@ -75,7 +75,7 @@ def cub200_dataset(
         InputError: a missing or malformed file (named with its line), ids that do not match across files,
             bad images.
     """
-    base = _dataset_dir(Path(root))
+    base = find_dataset_dir(Path(root), DATASET_DIR, "images.txt", "CUB_200_2011.tgz")
     if not 1 <= int(min_certainty) <= 4:
         raise InputError(f"min_certainty must be 1..4, got {min_certainty!r}")
     images = _read_pairs(base / "images.txt", int_value=False)
@@ -122,17 +122,6 @@ def cub200_dataset(
         val_fraction=val_fraction,
         seed=seed,
         all_classes=[str(name) for name in class_names.values()] or None,
-    )
-
-
-def _dataset_dir(root: Path) -> Path:
-    if (root / "images.txt").is_file():
-        return root
-    if (root / DATASET_DIR / "images.txt").is_file():
-        return root / DATASET_DIR
-    raise InputError(
-        f"{root}: not a CUB-200-2011 folder (no images.txt here or in {DATASET_DIR}/); "
-        "unpack CUB_200_2011.tgz and pass its folder (nothing is downloaded)"
     )
 
 

@@ -260,7 +260,7 @@ def imagefolder_dataset(
             ``train/`` holds class folders but ``val/`` / ``test/`` does not, a bad image (unless
             ``skip_bad``), class names that are not WordNet ids with ``hierarchy="wordnet"``.
     """
-    root = _directory(root, "image folder")
+    root = existing_dir(root, "image folder")
     layout = _split_folders(root)
     rows: list[tuple[str, str, str]] = []
     if layout:
@@ -354,7 +354,7 @@ def table_dataset(
     table_path = Path(table_path)
     source = str(table_path)
     frame = read_table(table_path, tag_columns=list(tags))
-    root = _directory(table_path.parent if root is None else root, "image root")
+    root = existing_dir(table_path.parent if root is None else root, "image root")
     attributes, tags = list(attributes), list(tags)
     label_col = _auto_column(label_col, "label", frame)
     split_col = _auto_column(split_col, "split", frame)
@@ -414,13 +414,25 @@ def table_dataset(
     )
 
 
-def _directory(path: str | os.PathLike, what: str) -> Path:
+def existing_dir(path: str | os.PathLike, what: str) -> Path:
+    """``path`` as a Path; :class:`InputError` naming ``what`` if it is missing or not a directory."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such {what} (nothing is downloaded: give the local copy)")
     if not path.is_dir():
         raise InputError(f"{path}: the {what} is not a directory")
     return path
+
+
+def find_dataset_dir(root: Path, name: str, marker: str, archive: str) -> Path:
+    """``root`` or ``root/name``, whichever holds the file ``marker``: a dataset's folder, given either it or
+    the folder its archive was extracted into. :class:`InputError` naming ``archive`` otherwise."""
+    for candidate in (root, root / name):
+        if (candidate / marker).is_file():
+            return candidate
+    raise InputError(
+        f"{root}: no {name}/ folder (with {marker}); extract {archive} here (nothing is downloaded)"
+    )
 
 
 def visible_dirs(folder: Path) -> list[Path]:

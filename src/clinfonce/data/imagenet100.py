@@ -33,7 +33,7 @@ import pandas as pd
 
 from clinfonce.data.dataset import AuxInfo, ImageDataset
 from clinfonce.data.files import DEFAULT_MAX_PIXELS
-from clinfonce.data.folder import IMAGENET_MEAN, IMAGENET_STD, WNID, file_dataset, is_image_file
+from clinfonce.data.folder import IMAGENET_MEAN, IMAGENET_STD, WNID, existing_dir, file_dataset, is_image_file
 from clinfonce.errors import InputError
 
 KAGGLE_DIR = Path("ILSVRC", "Data", "CLS-LOC")
@@ -73,9 +73,7 @@ def imagenet100_dataset(
         InputError: a malformed class list, a class without a train folder, an unlabelled flat val folder,
             bad images.
     """
-    root = Path(root)
-    if not root.is_dir():
-        raise InputError(f"{root}: no such ImageNet folder (nothing is downloaded: give the local copy)")
+    root = existing_dir(root, "ImageNet folder")
     wnids = read_class_list(_class_list_path(root, class_list))
     image_root = root if (root / "train").is_dir() else root / KAGGLE_DIR
     if not (image_root / "train").is_dir():

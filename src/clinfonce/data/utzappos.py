@@ -37,7 +37,7 @@ import pandas as pd
 
 from clinfonce.data.dataset import AuxInfo, ImageDataset
 from clinfonce.data.files import DEFAULT_MAX_PIXELS
-from clinfonce.data.folder import file_dataset, is_image_file, stratified_pick, visible_dirs
+from clinfonce.data.folder import existing_dir, file_dataset, is_image_file, stratified_pick, visible_dirs
 from clinfonce.data.tables import read_table, require_columns
 from clinfonce.errors import InputError
 
@@ -85,9 +85,7 @@ def utzappos_dataset(
     Raises:
         InputError: no image tree or no meta-data file, a malformed meta-data table, bad images.
     """
-    root = Path(root)
-    if not root.is_dir():
-        raise InputError(f"{root}: no such UT-Zappos50K folder (nothing is downloaded: give the local copy)")
+    root = existing_dir(root, "UT-Zappos50K folder")
     image_root = _image_root(root, images_dir)
     # paths are relative to root, or to the image tree itself when it lies elsewhere
     base = root if image_root.resolve().is_relative_to(root.resolve()) else image_root

@@ -36,7 +36,7 @@ import pandas as pd
 
 from clinfonce.data.dataset import AuxInfo, ImageDataset
 from clinfonce.data.files import DEFAULT_MAX_PIXELS
-from clinfonce.data.folder import file_dataset, safe_path
+from clinfonce.data.folder import existing_dir, file_dataset, safe_path
 from clinfonce.errors import InputError
 
 MEAN = (0.4772, 0.4405, 0.4100)
@@ -79,11 +79,7 @@ def wider_dataset(
     Raises:
         InputError: a missing or malformed JSON file (naming the file, image and key), bad images.
     """
-    root = Path(root)
-    if not root.is_dir():
-        raise InputError(
-            f"{root}: no such WIDER Attribute folder (nothing is downloaded: give the local copy)"
-        )
+    root = existing_dir(root, "WIDER Attribute folder")
     if unspecified not in UNSPECIFIED_RULES:
         raise InputError(f"unspecified must be one of {list(UNSPECIFIED_RULES)}, got {unspecified!r}")
     frames, attribute_names = [], None
