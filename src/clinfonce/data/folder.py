@@ -22,7 +22,7 @@ import os
 import posixpath
 import re
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -443,12 +443,15 @@ def visible_dirs(folder: Path) -> list[Path]:
         )
 
 
+def iter_images(folder: Path) -> Iterator[Path]:
+    """Every image file under ``folder``, recursively, hidden folders skipped, in sorted order."""
+    for current, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        yield from (Path(current) / f for f in sorted(files) if is_image_file(f))
+
+
 def _has_images(folder: Path) -> bool:
-    for _, dirs, files in os.walk(folder):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        if any(is_image_file(f) for f in files):
-            return True
-    return False
+    return next(iter_images(folder), None) is not None
 
 
 def _is_class_layout(folder: Path) -> bool:
@@ -489,11 +492,7 @@ def _class_folder_images(root: Path, folder: Path) -> list[tuple[str, str]]:
     if not classes:
         raise InputError(f"{folder}: no class folders (expected <class>/<image> under it)")
     for class_dir in classes:
-        images = []
-        for current, dirs, files in os.walk(class_dir):
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-            base = Path(current)
-            images += [(base / f).relative_to(root).as_posix() for f in sorted(files) if is_image_file(f)]
+        images = [image.relative_to(root).as_posix() for image in iter_images(class_dir)]
         if not images:
             raise InputError(
                 f"{class_dir}: a class folder without images (extensions: {', '.join(IMAGE_EXTENSIONS)})"

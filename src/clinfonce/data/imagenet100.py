@@ -33,7 +33,15 @@ import pandas as pd
 
 from clinfonce.data.dataset import AuxInfo, ImageDataset
 from clinfonce.data.files import DEFAULT_MAX_PIXELS
-from clinfonce.data.folder import IMAGENET_MEAN, IMAGENET_STD, WNID, existing_dir, file_dataset, is_image_file
+from clinfonce.data.folder import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    WNID,
+    existing_dir,
+    file_dataset,
+    is_image_file,
+    iter_images,
+)
 from clinfonce.errors import InputError
 
 KAGGLE_DIR = Path("ILSVRC", "Data", "CLS-LOC")
@@ -159,10 +167,7 @@ def _relative(root: Path, path: Path) -> str:
 
 
 def _images_under(folder: Path) -> list[Path]:
-    found = []
-    for current, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found += [Path(current) / f for f in sorted(files) if is_image_file(f)]
+    found = list(iter_images(folder))
     if not found:
         raise InputError(f"{folder}: no images")
     return found
