@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 from pathlib import Path
@@ -11,7 +12,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from clinfonce.data.folder import imagefolder_dataset, stratified_pick, table_dataset
+from clinfonce.data.folder import file_dataset, imagefolder_dataset, stratified_pick, table_dataset
 from clinfonce.data.registry import DATASETS, dataset_from_config, load_dataset
 from clinfonce.errors import InputError
 
@@ -44,6 +45,29 @@ def test_registry_has_every_loader() -> None:
         "omniglot",
     }
     assert expected <= set(DATASETS)
+
+
+FILE_BACKED = ("imagefolder", "table", "utzappos", "cub200", "wider", "imagenet100")
+
+
+@pytest.mark.parametrize("name", FILE_BACKED)
+def test_file_backed_loaders_forward_the_same_file_options(name: str) -> None:
+    """Each file-backed loader spells out file_dataset's options (for --help, configs and introspection);
+    they must not drift from it: same names, same defaults (image_size is per dataset)."""
+    shared = inspect.signature(file_dataset).parameters
+    options = [
+        "channels",
+        "resize",
+        "skip_bad",
+        "check_files",
+        "workers",
+        "max_pixels",
+        "val_fraction",
+        "seed",
+    ]
+    loader = inspect.signature(DATASETS[name]).parameters
+    assert "image_size" in loader
+    assert {k: loader[k].default for k in options} == {k: shared[k].default for k in options}
 
 
 def test_skip_bad_is_accepted_by_every_source(tmp_path: Path) -> None:
