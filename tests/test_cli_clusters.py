@@ -96,10 +96,13 @@ def test_kmeans_from_features(table, tmp_path) -> None:
     [
         (["--attributes", "nope", "--top-k", "1"], "unknown column(s) ['nope']"),
         (["--attributes", "round", "--top-k", "5"], "k must be an integer in 1..1"),
-        (["--attributes", "round"], "--top-k is required"),
-        (["--hierarchy", "wordnet", "--level", "2"], "--hierarchy needs --label-col"),
+        (["--hierarchy", "wordnet", "--level", "2"], "hierarchy clusters need the class of each row"),
         (["--features", "missing.npy", "--k", "2"], "missing.npy"),
-        ([], "choose exactly one source"),
+        ([], "choose one source"),
+        (["--attributes", "round", "--features", "f.npy"], "(got attributes and kmeans)"),
+        (["--source", "file"], "--source=file needs --file"),
+        (["--source", "labels"], "labels clusters need the class of each row"),
+        (["--features", "f.npy", "--seed", "-1"], "--seed must be in 0..2^31-1"),
     ],
 )
 def test_user_errors_exit_2_with_one_line(table, tmp_path, capsys, extra, message) -> None:

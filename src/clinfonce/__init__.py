@@ -16,7 +16,7 @@ from clinfonce.clusters import (
 from clinfonce.errors import InputError
 from clinfonce.losses import ClInfoNCELoss
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "ClInfoNCELoss",

@@ -17,15 +17,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from clinfonce.clusters import (
-    ClusterAssignment,
-    WordNet,
-    attribute_clusters,
-    cluster_stats,
-    hierarchy_clusters,
-    kmeans_clusters,
-)
-from clinfonce.data.registry import DATASETS, dataset_from_config, load_dataset
+from clinfonce.clusters import ClusterSpec, build, build_for_dataset, cluster_stats
+from clinfonce.clusters.spec import PATH_RULES, SOURCES
+from clinfonce.data.registry import DATASETS, load_dataset
 from clinfonce.data.tables import read_table, require_columns
 from clinfonce.errors import InputError
 
@@ -71,22 +65,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_clusters(commands: argparse._SubParsersAction) -> None:
+    defaults = ClusterSpec()
     p = commands.add_parser(
         "clusters",
-        help="stage 1: turn a metadata table into cluster ids (CSV + provenance JSON)",
-        description="Stage 1. Cluster the rows of a metadata table by attribute combinations (--attributes "
-        "and/or --tags with --top-k), by a class hierarchy (--hierarchy with --level), or by K-means on "
-        "feature vectors (--features with --k). Writes OUT (CSV with the path and label columns when "
-        "the table has them, then 'cluster') and OUT with suffix .json (provenance and cluster keys).",
+        help="stage 1: turn a metadata table or a dataset into cluster ids (CSV + provenance JSON)",
+        description="Stage 1. Cluster the rows of a metadata table (--table) or the images of a dataset "
+        "(--dataset) by attribute combinations (--attributes and/or --tags with --top-k), by a class "
+        "hierarchy (--hierarchy with --level), by K-means on feature vectors (--features with --k), by the "
+        "labels, or from a clusters file. The flags are the fields of a config's 'clusters' section "
+        "(--top-k is clusters.top_k): a config with the same settings gives the same clusters. Writes OUT "
+        "(CSV with the path and label columns when known, then 'cluster') and OUT with suffix .json "
+        "(provenance and cluster keys).",
         epilog="examples:\n"
         "  clinfonce clusters --table meta.csv --attributes color,material --top-k 3 --out clusters.csv\n"
         "  clinfonce clusters --table posts.csv --tags hashtags --top-tags 200 --top-k 20 --out c.csv\n"
         "  clinfonce clusters --table imgs.csv --label-col wnid --hierarchy wordnet --level 12 --out c.csv\n"
-        "  clinfonce clusters --table imgs.csv --features emb.npy --k 100 --spherical --out c.csv",
+        "  clinfonce clusters --table imgs.csv --features emb.npy --k 100 --out c.csv\n"
+        "  clinfonce clusters --dataset cub200 --root CUB_200_2011 --top-k 20 --out c.csv",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--table", type=Path, default=None, help="metadata table (.csv, .tsv, .txt, .parquet)")
-    _add_dataset_arguments(p, required=False)
+    p.add_argument(
+        "--table",
+        type=Path,
+        default=None,
+        help="metadata table (.csv, .tsv, .txt, .parquet); with --dataset, that dataset's 'table' option",
+    )
+    _add_dataset_arguments(p, required=False, table=False)
     p.add_argument(
         "--out", required=True, type=Path, help="output CSV; the provenance goes beside it (.json)"
     )
@@ -96,16 +100,25 @@ def _add_clusters(commands: argparse._SubParsersAction) -> None:
         help="image path column to copy to the output (default: 'path' if present)",
     )
     p.add_argument(
-        "--label-col", default=None, help="downstream label column: copied to the output, used for statistics"
+        "--label-col",
+        default=None,
+        help="class of each row: copied to the output, used by --hierarchy and --source labels, and for "
+        "the statistics (default with --dataset: the dataset's labels)",
+    )
+    p.add_argument(
+        "--source",
+        choices=SOURCES[:-1],
+        default=None,
+        help="where the clusters come from (default: implied by the flags below)",
     )
     source = p.add_argument_group("attributes and tags")
     source.add_argument(
-        "--attributes", type=_names, default=[], metavar="COL[,COL...]", help="attribute columns"
+        "--attributes", type=_names, default=None, metavar="COL[,COL...]", help="attribute columns"
     )
     source.add_argument(
         "--tags",
         type=_names,
-        default=[],
+        default=None,
         metavar="COL[,COL...]",
         help="tag columns (lists or delimited strings)",
     )
@@ -114,7 +127,7 @@ def _add_clusters(commands: argparse._SubParsersAction) -> None:
         type=_positive_int,
         default=None,
         metavar="K",
-        help="combine the K highest-entropy binary attributes",
+        help=f"combine the K highest-entropy binary attributes (default {defaults.top_k})",
     )
     source.add_argument(
         "--top-tags",
@@ -129,7 +142,7 @@ def _add_clusters(commands: argparse._SubParsersAction) -> None:
     source.add_argument(
         "--bins",
         type=_bins,
-        default={},
+        default=None,
         metavar="COL=SPEC[;COL=SPEC]",
         help="binning of numeric columns: a count of quantile bins (size=4) or edges (size=30:40:50)",
     )
@@ -138,19 +151,20 @@ def _add_clusters(commands: argparse._SubParsersAction) -> None:
         "--hierarchy",
         default=None,
         metavar="PARENTS|wordnet",
-        help="'wordnet' (class ids like n02084071, read from the WordNet 3.0 database) or a CSV with columns child,parent (one row per edge)",
+        help="'wordnet' (class ids like n02084071, read from the WordNet 3.0 database) or a CSV with "
+        "columns child,parent (one row per edge); with --dataset, default: the dataset's own",
     )
     hierarchy.add_argument(
         "--level",
         type=_non_negative_int,
         default=None,
-        help="depth of the ancestor that names a cluster (root = 0)",
+        help=f"depth of the ancestor that names a cluster (root = 0; default {defaults.level})",
     )
     hierarchy.add_argument(
         "--path-rule",
-        choices=("first", "shortest"),
-        default="first",
-        help="root path of a class with several parents (default: first-listed parent)",
+        choices=PATH_RULES,
+        default=None,
+        help=f"root path of a class with several parents (default: {defaults.path_rule})",
     )
     hierarchy.add_argument(
         "--wordnet-dir",
@@ -162,26 +176,41 @@ def _add_clusters(commands: argparse._SubParsersAction) -> None:
     kmeans.add_argument(
         "--features", type=Path, default=None, help=".npy file of [N, D] features, row i = table row i"
     )
-    kmeans.add_argument("--k", type=_positive_int, default=None, help="number of K-means clusters")
-    kmeans.add_argument("--spherical", action="store_true", help="cosine K-means on L2-normalised features")
-    kmeans.add_argument("--seed", type=int, default=0, help="K-means seed (default 0)")
+    kmeans.add_argument(
+        "--k", type=_positive_int, default=None, help=f"number of K-means clusters (default {defaults.k})"
+    )
+    kmeans.add_argument(
+        "--spherical",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help=f"cosine K-means on L2-normalised features (default {defaults.spherical})",
+    )
+    kmeans.add_argument("--seed", type=int, default=None, help=f"K-means seed (default {defaults.seed})")
+    p.add_argument("--file", type=Path, default=None, help="a clusters CSV (from this command) to re-use")
     p.set_defaults(handler=_run_clusters)
 
 
-def _add_dataset_arguments(p: argparse.ArgumentParser, required: bool) -> None:
+def _add_dataset_arguments(p: argparse.ArgumentParser, required: bool, table: bool = True) -> None:
     p.add_argument(
         "--dataset",
         required=required,
         default=None,
-        help="a registered dataset: " + ", ".join(sorted(DATASETS)),
+        help="a registered dataset (options: clinfonce data options NAME): " + ", ".join(sorted(DATASETS)),
     )
     p.add_argument("--root", type=Path, default=None, help="the dataset's directory (its 'root' option)")
+    if table:
+        p.add_argument(
+            "--table",
+            type=Path,
+            default=None,
+            help="a metadata table of image paths (the 'table' option; implies --dataset table)",
+        )
     p.add_argument(
         "--data-option",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="another loader option, value as YAML (repeatable)",
+        help="another dataset option, value as YAML, lists also as a,b (repeatable)",
     )
 
 
@@ -196,9 +225,17 @@ def _add_data(commands: argparse._SubParsersAction) -> None:
         "a decompression bomb, not a regular file) with its reason. Exit status: 0 when clean, 1 when "
         "problems were found, 2 for a usage error.",
     )
-    _add_dataset_arguments(check, required=True)
+    _add_dataset_arguments(check, required=False)
     check.add_argument("--json", action="store_true", help="print one JSON object")
     check.set_defaults(handler=_run_data_check)
+    options = data_commands.add_parser(
+        "options",
+        help="list a dataset's options with their types and defaults",
+        description="The options a dataset takes (data.options in a config, --data-option KEY=VALUE on the "
+        "command line), with their types, defaults and meaning.",
+    )
+    options.add_argument("name", choices=sorted(DATASETS), metavar="NAME", help=", ".join(sorted(DATASETS)))
+    options.set_defaults(handler=_run_data_options)
     p.set_defaults(handler=lambda args: _usage(p))
 
 
@@ -207,10 +244,36 @@ def _usage(parser: argparse.ArgumentParser) -> int:
     return EXIT_USER_ERROR
 
 
+def _run_data_options(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from clinfonce.typed import fields_of
+
+    source = DATASETS[args.name]
+    print(f"{args.name}: {source.summary}")
+    rows = [
+        (name, kind, "(required)" if default is dataclasses.MISSING else json.dumps(default), text)
+        for name, kind, default, text in fields_of(source.options)
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        print(
+            "  "
+            + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False))
+            + "  "
+            + row[3]
+        )
+    if source.reads_files:
+        print("  (unreadable images: --skip-bad on the command line, data.skip_bad in a config)")
+    return 0
+
+
 def _run_data_check(args: argparse.Namespace) -> int:
     from clinfonce.data.check import dataset_summary
 
     dataset = _dataset_from_args(args, skip_bad=True)
+    if dataset is None:
+        raise InputError("name the dataset: --dataset NAME (or --table for a metadata table)")
     summary = dataset_summary(dataset)
     if args.json:
         print(json.dumps(summary))
@@ -252,14 +315,24 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
         description="Train an encoder as the config says (dataset, clusters, model, method, optimiser, "
         "trainer), write the run directory (config, environment, clusters and their provenance, "
         "checkpoints, logs, encoder.pt), then evaluate it (linear probe and kNN on the test split) into "
-        "metrics.json and report.md. KEY=VALUE arguments override the config (values are YAML).",
+        "metrics.json and report.md. KEY=VALUE arguments override the config (values are YAML; lists "
+        "also as a,b).",
         epilog="examples:\n"
-        "  clinfonce train --config configs/shapes.yaml\n"
-        "  clinfonce train --config configs/shapes.yaml method.name=simclr train.epochs=5 train.out=runs/s\n"
-        "  clinfonce train --config configs/shapes.yaml train.out=runs/s --resume",
+        "  clinfonce train --config shapes\n"
+        "  clinfonce train --config shapes method.name=simclr train.epochs=5 train.out=runs/s\n"
+        "  clinfonce train --config my.yaml train.out=runs/s --resume\n"
+        "  clinfonce train --config cub200 data.options.root=/data/CUB_200_2011 --print-config",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--config", type=Path, default=None, help="YAML config (default: the built-in defaults)")
+    p.add_argument(
+        "--config",
+        default=None,
+        metavar="NAME|PATH",
+        help="a YAML config file, or the name of a bundled one: "
+        + ", ".join(_bundled_configs())
+        + " (default: the built-in defaults)",
+    )
+    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. optim.lr=0.1 train.epochs=20")
     p.add_argument("--no-eval", action="store_true", help="skip the evaluation after training")
     p.add_argument(
@@ -328,25 +401,29 @@ def _add_demo(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from lightning.pytorch.utilities import rank_zero_only
-
-    from clinfonce.evaluation.pipeline import evaluate_checkpoint
-    from clinfonce.training.config import load_config
-    from clinfonce.training.run import train
+    from clinfonce.config import config_yaml, load_config
 
     flags = [
         *(["data.skip_bad=true"] if args.skip_bad else []),
         *([f"train.resume={json.dumps(args.resume)}"] if args.resume else []),  # quoted: any path is a string
     ]
     config = load_config(args.config, [*args.overrides, *flags])
+    if args.print_config:
+        print(config_yaml(config), end="")
+        return 0
+    from lightning.pytorch.utilities import rank_zero_only
+
+    from clinfonce.evaluation.pipeline import evaluate_checkpoint
+    from clinfonce.training.engine import train
+
     _quiet_lightning()
-    dataset = dataset_from_config(config.to_dict()["data"])
-    run_dir = train(config, dataset=dataset)
-    print(f"trained: {run_dir}")
+    dataset = config.data.load()
+    run = train(config, dataset=dataset)
+    print(f"trained: {run.path}")
     if config.eval.enabled and not args.no_eval and rank_zero_only.rank == 0:  # one evaluation per run
-        metrics = evaluate_checkpoint(run_dir, dataset=dataset)
+        metrics = evaluate_checkpoint(run.path, dataset=dataset)
         print(_metrics_line(metrics))
-        print(f"report: {run_dir / 'report.md'}")
+        print(f"report: {run.path / run.REPORT}")
     return 0
 
 
@@ -363,9 +440,15 @@ def _run_embed(args: argparse.Namespace) -> int:
     from clinfonce._io import atomic_write_with
     from clinfonce.data.augment import EvalTransform
     from clinfonce.evaluation.pipeline import extract_features, load_encoder
+    from clinfonce.run import RunDir
 
     loaded = load_encoder(args.checkpoint)
-    dataset = _dataset_from_args(args) or dataset_from_config(loaded.config["data"])
+    dataset = _dataset_from_args(args)
+    if dataset is None:
+        run = RunDir.containing(loaded.source)
+        if run is None:
+            raise InputError(f"{args.checkpoint}: not inside a run directory; name the dataset (--dataset)")
+        dataset = run.config().data.load()
     table = dataset.table
     rows = np.arange(len(table)) if args.split == "all" else dataset.rows(args.split)
     transform = EvalTransform(loaded.crop_size, loaded.mean, loaded.std)
@@ -383,23 +466,39 @@ def _run_embed(args: argparse.Namespace) -> int:
     return 0
 
 
-def _dataset_from_args(args: argparse.Namespace, skip_bad: bool = False):
-    """The dataset named by --dataset with --root and --data-option, or None (use the run's own)."""
-    if args.dataset is None:
-        if args.data_option or getattr(args, "root", None):
-            raise InputError("--root and --data-option need --dataset")
-        return None
-    options = {}
-    if getattr(args, "root", None) is not None:
+def _dataset_args(args: argparse.Namespace) -> tuple[str | None, dict]:
+    """The dataset named by --dataset (or implied by --table) and its options from --root, --table and
+    --data-option; ``(None, {})`` when none is named."""
+    table = getattr(args, "table", None)
+    name = args.dataset or ("table" if table is not None else None)
+    options: dict = {}
+    if args.root is not None:
         options["root"] = str(args.root)
+    if table is not None:
+        options["table"] = str(table)
     for item in args.data_option:
         key, sep, value = item.partition("=")
         if not sep:
             raise InputError(f"--data-option {item!r} must look like KEY=VALUE")
-        options[key] = yaml.safe_load(value)
-    if skip_bad:
-        options["skip_bad"] = True
-    return load_dataset(args.dataset, **options)
+        try:
+            options[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise InputError(f"--data-option {item!r}: cannot parse the value") from None
+    if name is None and options:
+        raise InputError("--root, --table and --data-option need --dataset")
+    return name, options
+
+
+def _dataset_from_args(args: argparse.Namespace, skip_bad: bool = False):
+    """The dataset the arguments name, loaded, or None (then the run's own is used)."""
+    name, options = _dataset_args(args)
+    return None if name is None else load_dataset(name, options, skip_bad=skip_bad)
+
+
+def _bundled_configs() -> list[str]:
+    from clinfonce.config import bundled_configs
+
+    return bundled_configs()
 
 
 def _metrics_line(metrics: dict) -> str:
@@ -443,111 +542,75 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 
 def _run_clusters(args: argparse.Namespace) -> int:
-    if (args.table is None) == (args.dataset is None):
-        raise InputError("give either --table (a metadata table) or --dataset (a registered dataset)")
-    aux = None
-    if args.table is not None:
-        table = read_table(args.table, tag_columns=args.tags)
-        source = args.table
-        path_col = args.path_col or ("path" if "path" in table.columns else None)
-        label_col = args.label_col
-    else:
+    spec = _cluster_spec(args)
+    if args.dataset is not None:
         dataset = _dataset_from_args(args)
-        aux, source = dataset.aux, Path(args.dataset)
-        table = dataset.table.copy()
-        table["class_name"] = [dataset.class_names[i] if i >= 0 else None for i in table["label"]]
-        path_col = "path" if "path" in table.columns else None
-        label_col = args.label_col or "class_name"
-    require_columns(table, [c for c in (path_col, label_col) if c], source)
-    use_attributes = bool(args.attributes or args.tags) or (aux is not None and args.top_k is not None)
-    use_hierarchy = args.hierarchy is not None or (aux is not None and args.level is not None)
-    modes = [use_attributes, use_hierarchy, args.features is not None]
-    if sum(modes) != 1:
-        raise InputError("choose exactly one source: --attributes/--tags, --hierarchy or --features")
-    if modes[0]:
-        assignment = _attribute_assignment(table, args, aux)
-    elif modes[1]:
-        assignment = _hierarchy_assignment(table, args, label_col, aux)
+        table = dataset.table
+        assignment = build_for_dataset(spec, dataset)
+        names = np.array([*dataset.class_names, None], dtype=object)
+        labels = pd.Series(names[table["label"].to_numpy()], dtype=object)
+        paths = table["path"] if "path" in table.columns else None
+    elif args.table is not None:
+        if args.root is not None or args.data_option:
+            raise InputError("--root and --data-option need --dataset")
+        table = read_table(args.table, tag_columns=spec.tags or ())
+        path_col = args.path_col or ("path" if "path" in table.columns else None)
+        require_columns(table, [c for c in (path_col, args.label_col) if c], args.table)
+        labels = table[args.label_col] if args.label_col else None
+        assignment = build(spec, table, classes=labels, name=str(args.table))
+        paths = table[path_col] if path_col else None
     else:
-        assignment = _kmeans_assignment(table, args)
+        raise InputError("give --table (a metadata table) or --dataset (a registered dataset)")
     columns = {}
-    if path_col:
-        columns["path"] = table[path_col].tolist()
-    if label_col and label_col != path_col:
-        columns["label"] = table[label_col].tolist()
+    if paths is not None:
+        columns["path"] = paths.tolist()
+    if labels is not None and (args.dataset is not None or args.label_col != args.path_col):
+        columns["label"] = labels.tolist()
     json_path = assignment.save(args.out, columns=columns)
     print(f"{assignment.n} rows -> {assignment.n_clusters} clusters; wrote {args.out} and {json_path}")
-    if label_col:
-        labelled = table[label_col].notna().to_numpy()
+    if labels is not None:
+        labelled = labels.notna().to_numpy()
         if labelled.any():
-            _print_stats(cluster_stats(assignment.ids[labelled], table[label_col].to_numpy()[labelled]))
+            _print_stats(cluster_stats(assignment.ids[labelled], labels.to_numpy()[labelled]))
     return 0
 
 
-def _attribute_assignment(table: pd.DataFrame, args: argparse.Namespace, aux) -> ClusterAssignment:
-    if args.top_k is None:
-        raise InputError("--top-k is required with --attributes/--tags")
-    attributes, tags = args.attributes, args.tags
-    if not attributes and not tags:  # a dataset's own auxiliary attributes
-        attributes, tags = list(aux.attributes), list(aux.tags)
-        if not attributes and not tags:
-            raise InputError(
-                f"dataset {args.dataset!r} has no auxiliary attributes; name columns with --attributes"
-            )
-    return attribute_clusters(
-        table,
-        attributes,
-        k=args.top_k,
-        tags=tags,
-        bins=args.bins or None,
-        top_tags=args.top_tags,
-        tag_separator=args.tag_separator,
-    )
-
-
-def _hierarchy_assignment(
-    table: pd.DataFrame, args: argparse.Namespace, label_col: str | None, aux
-) -> ClusterAssignment:
-    if args.level is None or label_col is None:
-        raise InputError("--hierarchy needs --label-col (the class of each row) and --level")
-    labels = table[label_col].to_numpy(dtype=object)
-    classes = sorted({str(label) for label in labels if not pd.isna(label)})
-    hierarchy = args.hierarchy or (aux.hierarchy if aux is not None else None)
-    if hierarchy is None:
-        raise InputError(f"dataset {args.dataset!r} has no class hierarchy; give one with --hierarchy")
-    if hierarchy == "wordnet":
-        parents = WordNet(args.wordnet_dir).parent_map(classes)
-    elif isinstance(hierarchy, str):
-        parents = _read_parents(Path(hierarchy))
-    else:
-        parents = hierarchy
-    return hierarchy_clusters(labels, parents, args.level, path_rule=args.path_rule)
-
-
-def _read_parents(path: Path) -> dict[str, list[str]]:
-    """A ``child,parent`` edge table as a parents map (several rows per child for several parents)."""
-    edges = read_table(path)
-    require_columns(edges, ["child", "parent"], path)
-    parents: dict[str, list[str]] = {}
-    for child, parent in zip(edges["child"].astype(str), edges["parent"], strict=True):
-        parents.setdefault(child, [])
-        if not pd.isna(parent):
-            parents[child].append(str(parent))
-    return parents
-
-
-def _kmeans_assignment(table: pd.DataFrame, args: argparse.Namespace) -> ClusterAssignment:
-    if args.k is None:
-        raise InputError("--features needs --k")
-    try:
-        features = np.load(args.features, allow_pickle=False)
-    except (ValueError, OSError) as error:
-        raise InputError(f"{args.features}: cannot read a .npy array: {_one_line(error)}") from error
-    if features.ndim != 2 or len(features) != len(table):
+def _cluster_spec(args: argparse.Namespace) -> ClusterSpec:
+    """The cluster specification the flags describe (unset flags keep :class:`ClusterSpec`'s defaults)."""
+    implied = {
+        "attributes": args.attributes is not None
+        or args.tags is not None
+        or (args.dataset is not None and args.top_k is not None),
+        "hierarchy": args.hierarchy is not None or (args.dataset is not None and args.level is not None),
+        "kmeans": args.features is not None,
+        "file": args.file is not None,
+    }
+    chosen = [name for name, used in implied.items() if used]
+    if args.source is None and len(chosen) != 1:
         raise InputError(
-            f"{args.features}: expected [N, D] features with N = {len(table)} table rows, got {features.shape}"
+            "choose one source: --attributes/--tags, --hierarchy, --features, --file or --source labels"
+            + (f" (got {' and '.join(chosen)})" if chosen else "")
         )
-    return kmeans_clusters(features, args.k, seed=args.seed, spherical=args.spherical)
+    flags = {
+        "attributes": args.attributes,
+        "tags": args.tags,
+        "top_k": args.top_k,
+        "top_tags": args.top_tags,
+        "tag_separator": args.tag_separator,
+        "bins": args.bins,
+        "hierarchy": args.hierarchy,
+        "level": args.level,
+        "path_rule": args.path_rule,
+        "wordnet_dir": None if args.wordnet_dir is None else str(args.wordnet_dir),
+        "file": None if args.file is None else str(args.file),
+        "k": args.k,
+        "spherical": args.spherical,
+        "seed": args.seed,
+        "features": None if args.features is None else str(args.features),
+    }
+    given = {key: value for key, value in flags.items() if value is not None}
+    spec = ClusterSpec(source=args.source or chosen[0], **given)
+    return spec.check(lambda key: "--" + key.replace("_", "-"))
 
 
 def _run_stats(args: argparse.Namespace) -> int:

@@ -21,12 +21,12 @@ import pandas as pd
 
 from clinfonce._io import atomic_open, atomic_write_with
 from clinfonce.clusters import attribute_clusters, cluster_stats
+from clinfonce.config import Config, load_config
 from clinfonce.data.dataset import ImageDataset
 from clinfonce.data.synthetic import ATTRIBUTE_COLUMNS, shapes_dataset
 from clinfonce.evaluation.pipeline import evaluate_checkpoint
-from clinfonce.evaluation.report import training_curve
-from clinfonce.training.config import Config, config_from_dict
-from clinfonce.training.run import train
+from clinfonce.run import RunDir
+from clinfonce.training.engine import train
 
 METHODS = ("simclr", "clinfonce", "supcon")
 _COLORS = {"simclr": "#999999", "clinfonce": "#2b7bba", "supcon": "#d95f02"}
@@ -118,7 +118,7 @@ def run_demo(
 
 
 def _config(method: str, seed: int, run_dir: Path, settings: DemoSettings, progress: bool) -> Config:
-    return config_from_dict(
+    return load_config(
         {
             "data": {
                 "name": "shapes",
@@ -200,7 +200,7 @@ def _plot(out: Path, table: pd.DataFrame) -> None:
     bars.set_title("Test accuracy (mean over seeds)")
     for method in METHODS:
         for i, run in enumerate(table.loc[table["method"] == method, "run"]):
-            curve = training_curve(out / run)
+            curve = RunDir(out / run).training_curve()
             curves.plot(
                 curve["epoch"] + 1,
                 curve["train_loss"],
@@ -223,7 +223,4 @@ def _summary(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _markdown(frame: pd.DataFrame) -> str:
-    header = "| " + " | ".join(map(str, frame.columns)) + " |"
-    rule = "|" + "---|" * len(frame.columns)
-    rows = ["| " + " | ".join(str(value) for value in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join([header, rule, *rows])
+    return frame.to_markdown(index=False)

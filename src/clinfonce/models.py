@@ -12,7 +12,7 @@ from clinfonce.errors import InputError
 
 BACKBONES = ("small", "resnet18", "resnet50")
 #: the format tag of the ``encoder.pt`` files a run writes
-ENCODER_FORMAT = "clinfonce-encoder-v1"
+ENCODER_FORMAT = "clinfonce-encoder-v2"
 
 
 def build_backbone(name: str, small_images: bool = False, width: int = 32) -> tuple[nn.Module, int]:

@@ -47,8 +47,9 @@ def from_mapping(cls: type[T], values: Mapping[str, Any] | None, where: str, pre
         raise InputError(f"{where}: {prefix}{error.full_key} is required") from None
     except ValidationError as error:
         raise InputError(f"{where}: {prefix}{error.full_key}: {_first_line(error)}") from None
-    except OmegaConfBaseException as error:
-        raise InputError(f"{where}: {prefix}{getattr(error, 'full_key', '')}: {_first_line(error)}") from None
+    except OmegaConfBaseException as error:  # e.g. a mapping given where a list belongs
+        key = getattr(error, "full_key", None) or ", ".join(values)
+        raise InputError(f"{where}: {prefix}{key}: {_first_line(error)}") from None
 
 
 def to_mapping(settings: Any) -> dict[str, Any]:
@@ -88,14 +89,19 @@ def _split_lists(cls: type, values: dict[str, Any], where: str, prefix: str) -> 
                 values[name] = _split_lists(hint, dict(value), where, f"{prefix}{name}.")
             else:
                 raise InputError(f"{where}: {prefix}{name} is a section, got {value!r}")
-        elif isinstance(value, str) and _is_list(hint):
+        elif _is(hint, list) and isinstance(value, str):
             values[name] = [item.strip() for item in value.split(",") if item.strip()]
+        elif _is(hint, list) and isinstance(value, Mapping):
+            raise InputError(f"{where}: {prefix}{name} must be a list, got {value!r}")
+        elif _is(hint, dict) and value is not None and not isinstance(value, Mapping):
+            raise InputError(f"{where}: {prefix}{name} must be a mapping, got {value!r}")
     return values
 
 
-def _is_list(hint: Any) -> bool:
+def _is(hint: Any, container: type) -> bool:
+    """Whether the type ``hint`` (or one member of a union) is ``container[...]``."""
     options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, _UnionType) else (hint,)
-    return any(typing.get_origin(option) is list for option in options)
+    return any(typing.get_origin(option) is container or option is container for option in options)
 
 
 def _unknown_key(cls: type, full_key: str, where: str, prefix: str) -> str:

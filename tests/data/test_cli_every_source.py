@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from test_common import write_cifar10, write_cifar100, write_fashion, write_omniglot_zip
-from test_cub import write_cub
-from test_folder import make_table_fixture
+from test_cifar import write_cifar10, write_cifar100
+from test_cub200 import write_cub
+from test_fashion_mnist import write_fashion
 from test_imagenet100 import write_imagenet
+from test_omniglot import write_omniglot_zip
+from test_table import make_table_fixture
 from test_utzappos import write_bin_csv, write_tree
 from test_wider import write_wider
 
@@ -44,13 +46,9 @@ def _imagenet100(root: Path) -> list[str]:
 def _table(root: Path) -> list[str]:
     root.mkdir()
     path = make_table_fixture(root)
-    options = ["table_path", "path_col=file", "label_col=species", "split_col=fold"]
+    options = [f"table={path}", "path_col=file", "label_col=species", "split_col=fold"]
     options += ["attributes=[striped, color]", "tags=[hashtags]"]
-    return [
-        "--root",
-        str(root),
-        *[f"--data-option={option}" for option in [f"table_path={path}", *options[1:]]],
-    ]
+    return ["--root", str(root), *[f"--data-option={option}" for option in options]]
 
 
 #: source -> (fixture writer returning the source arguments, stage-1 arguments, expected row count)

@@ -8,9 +8,16 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from clinfonce.data.imagenet100 import imagenet100_dataset, read_class_list
+from clinfonce.data.dataset import ImageDataset
 from clinfonce.data.registry import load_dataset
+from clinfonce.data.sources import imagenet100
+from clinfonce.data.sources.imagenet100 import read_class_list
 from clinfonce.errors import InputError
+
+
+def imagenet100_dataset(skip_bad: bool = False, **options: object) -> ImageDataset:
+    return imagenet100.load(imagenet100.ImageNet100Options(**options), skip_bad=skip_bad)
+
 
 # the class list is not sorted (as CMC's imagenet100.txt); n01440764 is in ImageNet but not in the list
 LISTED = ["n02869837", "n01749939", "n02488291"]
@@ -46,7 +53,7 @@ def write_imagenet(root: Path, val_layout: str = "folders") -> Path:
 
 def test_wnid_val_folders(tmp_path: Path) -> None:
     class_list = write_imagenet(tmp_path)
-    data = load_dataset("imagenet100", root=tmp_path, class_list=class_list, image_size=8)
+    data = load_dataset("imagenet100", {"root": tmp_path, "class_list": class_list, "image_size": 8})
     assert data.class_names == sorted(LISTED)  # sorted, whatever the list's order
     assert data.aux.hierarchy == "wordnet"
     table = data.table

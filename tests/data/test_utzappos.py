@@ -9,9 +9,16 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from clinfonce.data.dataset import ImageDataset
 from clinfonce.data.registry import load_dataset
-from clinfonce.data.utzappos import cid_of, utzappos_dataset
+from clinfonce.data.sources import utzappos
+from clinfonce.data.sources.utzappos import cid_of
 from clinfonce.errors import InputError
+
+
+def utzappos_dataset(skip_bad: bool = False, **options: object) -> ImageDataset:
+    return utzappos.load(utzappos.UtzapposOptions(**options), skip_bad=skip_bad)
+
 
 IMAGES = [
     "Shoes/Sneakers and Athletic Shoes/Dolce & Gabbana/8014403.585.jpg",
@@ -73,7 +80,7 @@ def write_bin_csv(root: Path) -> None:
 def test_labels_split_attributes_and_paths(tmp_path: Path) -> None:
     write_tree(tmp_path)
     write_bin_csv(tmp_path)
-    data = load_dataset("utzappos", root=tmp_path, image_size=16)
+    data = load_dataset("utzappos", {"root": tmp_path, "image_size": 16})
     assert data.class_names == [
         "Boots/Ankle",
         "Sandals/Flat",

@@ -9,9 +9,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from clinfonce.data.dataset import ImageDataset
 from clinfonce.data.registry import load_dataset
-from clinfonce.data.wider import pool_attributes, wider_dataset
+from clinfonce.data.sources import wider
+from clinfonce.data.sources.wider import pool_attributes
 from clinfonce.errors import InputError
+
+
+def wider_dataset(skip_bad: bool = False, **options: object) -> ImageDataset:
+    return wider.load(wider.WiderOptions(**options), skip_bad=skip_bad)
+
 
 ATTRIBUTE_MAP = {"0": "Male", "1": "Long hair", "2": "Sunglasses"}
 SCENE_MAP = {"0": "Parade", "1": "Handshaking", "5": "Cheering"}
@@ -58,7 +65,7 @@ def write_wider(root: Path, annotation_dir: str = "") -> Path:
 
 def test_labels_splits_and_pooled_attributes(tmp_path: Path) -> None:
     write_wider(tmp_path)
-    data = load_dataset("wider", root=tmp_path, image_size=10)
+    data = load_dataset("wider", {"root": tmp_path, "image_size": 10})
     table = data.table
     assert data.class_names == ["Cheering", "Handshaking", "Parade"]  # names sorted, not scene ids
     assert table["label"].tolist() == [2, 0, 1, 2]

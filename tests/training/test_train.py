@@ -9,12 +9,16 @@ import pandas as pd
 import pytest
 import torch
 
+from clinfonce.config import load_config
 from clinfonce.data.synthetic import shapes_dataset
 from clinfonce.errors import InputError
 from clinfonce.evaluation.pipeline import evaluate_checkpoint, load_encoder
-from clinfonce.evaluation.report import training_curve
-from clinfonce.training.config import config_from_dict
-from clinfonce.training.run import train
+from clinfonce.run import RunDir
+from clinfonce.training.engine import train
+
+
+def training_curve(run_dir):
+    return RunDir(run_dir).training_curve()
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +27,7 @@ def tiny():
 
 
 def tiny_config(run_dir, method="clinfonce", epochs=3, **train_options):
-    return config_from_dict(
+    return load_config(
         {
             "data": {"name": "shapes", "options": {"n_train": 384, "n_test": 192, "seed": 1}},
             "clusters": {"source": "attributes", "top_k": 3},
@@ -45,7 +49,7 @@ def tiny_config(run_dir, method="clinfonce", epochs=3, **train_options):
 
 
 def test_train_then_evaluate_learns(tmp_path, tiny) -> None:
-    run_dir = train(tiny_config(tmp_path / "run", method="supcon", epochs=4), dataset=tiny)
+    run_dir = train(tiny_config(tmp_path / "run", method="supcon", epochs=4), dataset=tiny).path
     for name in (
         "config.yaml",
         "environment.json",
@@ -63,7 +67,7 @@ def test_train_then_evaluate_learns(tmp_path, tiny) -> None:
 
 
 def test_clinfonce_run_records_cluster_provenance(tmp_path, tiny) -> None:
-    run_dir = train(tiny_config(tmp_path / "run", epochs=1), dataset=tiny)
+    run_dir = train(tiny_config(tmp_path / "run", epochs=1), dataset=tiny).path
     meta = (run_dir / "clusters.json").read_text()
     assert '"method": "attributes"' in meta and '"k": 3' in meta
     assert (run_dir / "cluster_stats.json").exists()
@@ -77,10 +81,10 @@ class StopAfterFirstEpoch(L.Callback):
 
 
 def test_resume_matches_an_uninterrupted_run(tmp_path, tiny) -> None:
-    straight = train(tiny_config(tmp_path / "straight", epochs=2), dataset=tiny)
+    straight = train(tiny_config(tmp_path / "straight", epochs=2), dataset=tiny).path
     interrupted = train(
         tiny_config(tmp_path / "resumed", epochs=2), callbacks=[StopAfterFirstEpoch()], dataset=tiny
-    )
+    ).path
     first = torch.load(interrupted / "checkpoints" / "last.ckpt", weights_only=True)
     assert first["epoch"] == 0
     # a row logged after the checkpoint, as a run killed mid-epoch leaves: it must not survive the resume
@@ -111,14 +115,14 @@ def test_resume_from_a_file_that_is_not_a_training_checkpoint(tmp_path, tiny) ->
     with pytest.raises(InputError, match=r"junk\.ckpt: not a loadable"):
         train(tiny_config(tmp_path / "run", resume=str(junk)), dataset=tiny)
     encoder_only = tmp_path / "encoder.pt"
-    torch.save({"format": "clinfonce-encoder-v1", "state_dict": {}}, encoder_only)
+    torch.save({"format": "clinfonce-encoder-v2", "state_dict": {}}, encoder_only)
     with pytest.raises(InputError, match="not a training checkpoint"):
         train(tiny_config(tmp_path / "run", resume=str(encoder_only)), dataset=tiny)
     assert not (tmp_path / "run").exists()
 
 
 def test_bf16_mixed_precision_trains_on_cpu(tmp_path, tiny) -> None:
-    run_dir = train(tiny_config(tmp_path / "run", epochs=1, precision="bf16-mixed"), dataset=tiny)
+    run_dir = train(tiny_config(tmp_path / "run", epochs=1, precision="bf16-mixed"), dataset=tiny).path
     curve = training_curve(run_dir)
     assert len(curve) == 1 and torch.isfinite(torch.tensor(curve["train_loss"].to_numpy())).all()
     saved = torch.load(run_dir / "encoder.pt", weights_only=True)["state_dict"]
@@ -126,7 +130,7 @@ def test_bf16_mixed_precision_trains_on_cpu(tmp_path, tiny) -> None:
 
 
 def test_step_checkpoints_beside_epoch_checkpoints(tmp_path, tiny) -> None:
-    run_dir = train(tiny_config(tmp_path / "run", epochs=1, checkpoint_every_n_steps=2), dataset=tiny)
+    run_dir = train(tiny_config(tmp_path / "run", epochs=1, checkpoint_every_n_steps=2), dataset=tiny).path
     names = sorted(path.name for path in (run_dir / "checkpoints").iterdir())
     steps_per_epoch = 384 // 64
     expected_steps = [f"step{step:08d}.ckpt" for step in range(2, steps_per_epoch + 1, 2)]
@@ -161,5 +165,5 @@ def test_checkpoints_cannot_run_code(tmp_path) -> None:
     torch.save({"weights": torch.zeros(2)}, other)
     with pytest.raises(InputError, match="not a clinfonce checkpoint"):
         load_encoder(other)
-    with pytest.raises(InputError, match=r"no encoder\.pt"):
+    with pytest.raises(InputError, match=r"no encoder\.pt or checkpoints"):
         load_encoder(tmp_path)

@@ -11,8 +11,10 @@ from clinfonce.clusters.attributes import (
     binarize,
     rank_attributes,
 )
+from clinfonce.clusters.build import build, build_for_dataset, clusters_from_file, read_parents
 from clinfonce.clusters.hierarchy import hierarchy_clusters, root_paths
 from clinfonce.clusters.kmeans import KMeansResult, fit_kmeans, kmeans_clusters
+from clinfonce.clusters.spec import ClusterSpec
 from clinfonce.clusters.stats import ClusterStats, cluster_stats
 from clinfonce.clusters.wordnet import WordNet
 
@@ -20,15 +22,20 @@ __all__ = [
     "AttributeRanking",
     "BinaryAttributes",
     "ClusterAssignment",
+    "ClusterSpec",
     "ClusterStats",
     "KMeansResult",
     "WordNet",
     "attribute_clusters",
     "binarize",
+    "build",
+    "build_for_dataset",
     "cluster_stats",
+    "clusters_from_file",
     "fit_kmeans",
     "hierarchy_clusters",
     "kmeans_clusters",
     "rank_attributes",
+    "read_parents",
     "root_paths",
 ]

@@ -382,7 +382,7 @@ def _bin(column: pd.Series, name: str, binning: int | Sequence[float]) -> pd.Ser
             row = int(np.flatnonzero(outside.to_numpy())[0])
             raise InputError(
                 f"column {name!r}: {int(outside.sum())} value(s) fall outside the bin edges "
-                f"(first at row {row}: {column.iloc[row]!r})"
+                f"(first at row {row}: {column.iloc[row]} outside {edges})"
             )
     return binned.astype(str).where(column.notna())
 

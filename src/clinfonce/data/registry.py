@@ -1,59 +1,190 @@
-"""Dataset names -> loader functions. Each loader returns an :class:`~clinfonce.data.dataset.ImageDataset`
-and takes keyword arguments only (root directories, sizes, seeds), so configs and the CLI can pass them."""
+"""Dataset names -> sources. A :class:`Source` names its options class and its ``load``; options are typed
+and validated (:func:`dataset_options`) before any file is opened, then ``load`` reads the data."""
 
 from __future__ import annotations
 
-import inspect
+import difflib
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from clinfonce.data.common import cifar10_dataset, cifar100_dataset, fashion_mnist_dataset, omniglot_dataset
-from clinfonce.data.cub import cub200_dataset
 from clinfonce.data.dataset import ImageDataset
-from clinfonce.data.folder import imagefolder_dataset, table_dataset
-from clinfonce.data.imagenet100 import imagenet100_dataset
-from clinfonce.data.synthetic import shapes_dataset
-from clinfonce.data.utzappos import utzappos_dataset
-from clinfonce.data.wider import wider_dataset
+from clinfonce.data.options import OptionError
+from clinfonce.data.sources import (
+    cifar,
+    cub200,
+    fashion_mnist,
+    imagefolder,
+    imagenet100,
+    omniglot,
+    shapes,
+    table,
+    utzappos,
+    wider,
+)
 from clinfonce.errors import InputError
+from clinfonce.typed import from_mapping
 
-DATASETS: dict[str, Callable[..., ImageDataset]] = {
-    "shapes": shapes_dataset,
-    "imagefolder": imagefolder_dataset,
-    "table": table_dataset,
-    "utzappos": utzappos_dataset,
-    "cub200": cub200_dataset,
-    "wider": wider_dataset,
-    "imagenet100": imagenet100_dataset,
-    "cifar10": cifar10_dataset,
-    "cifar100": cifar100_dataset,
-    "fashion_mnist": fashion_mnist_dataset,
-    "omniglot": omniglot_dataset,
+
+@dataclass(frozen=True)
+class Source:
+    """A registered dataset source.
+
+    Attributes:
+        name: the dataset's name in configs and on the command line.
+        options: the source's options dataclass (fields with types, defaults and help).
+        load: ``load(options)``, or ``load(options, skip_bad=...)`` for a source that reads image files.
+        reads_files: whether the source decodes image files, so that ``skip_bad`` applies to it.
+        summary: one line: what the dataset is.
+    """
+
+    name: str
+    options: type
+    load: Callable[..., ImageDataset]
+    reads_files: bool
+    summary: str
+
+
+DATASETS: dict[str, Source] = {
+    entry.name: entry
+    for entry in (
+        Source(
+            "shapes",
+            shapes.ShapesOptions,
+            shapes.load,
+            False,
+            "generated shapes x textures (12 classes) with noisy attributes; built in, made from a seed",
+        ),
+        Source(
+            "imagefolder",
+            imagefolder.ImageFolderOptions,
+            imagefolder.load,
+            True,
+            "an ImageFolder tree: <class>/<image>, optionally in train/ val/ test/ folders",
+        ),
+        Source(
+            "table",
+            table.TableOptions,
+            table.load,
+            True,
+            "images listed in a metadata table (CSV, TSV, TXT, Parquet) with label, split and auxiliary columns",
+        ),
+        Source(
+            "utzappos",
+            utzappos.UtzapposOptions,
+            utzappos.load,
+            True,
+            "UT-Zappos50K: 21 shoe sub-categories, binary meta-data attributes",
+        ),
+        Source(
+            "cub200",
+            cub200.Cub200Options,
+            cub200.load,
+            True,
+            "CUB-200-2011: 200 bird species, 312 binary attributes, the official split",
+        ),
+        Source(
+            "wider",
+            wider.WiderOptions,
+            wider.load,
+            True,
+            "WIDER Attribute: 30 scene labels, 14 person attributes pooled per image",
+        ),
+        Source(
+            "imagenet100",
+            imagenet100.ImageNet100Options,
+            imagenet100.load,
+            True,
+            "a class subset of ImageNet given by a list of wnids, with the WordNet hierarchy",
+        ),
+        Source(
+            "cifar10",
+            cifar.CifarOptions,
+            cifar.load_cifar10,
+            False,
+            "CIFAR-10 (python pickles): 10 classes, no auxiliary information",
+        ),
+        Source(
+            "cifar100",
+            cifar.CifarOptions,
+            cifar.load_cifar100,
+            False,
+            "CIFAR-100 (python pickles): 100 classes; the 20 superclasses as auxiliary information",
+        ),
+        Source(
+            "fashion_mnist",
+            fashion_mnist.FashionMnistOptions,
+            fashion_mnist.load,
+            False,
+            "Fashion-MNIST (IDX files): 10 classes; a hand-made product taxonomy as auxiliary information",
+        ),
+        Source(
+            "omniglot",
+            omniglot.OmniglotOptions,
+            omniglot.load,
+            True,
+            "Omniglot (zips): characters as labels; alphabet and drawer as auxiliary information",
+        ),
+    )
 }
 
 
-def load_dataset(name: str, **options: Any) -> ImageDataset:
-    """Load dataset ``name`` with its source options; unknown names and options are :class:`InputError`.
+def source(name: str) -> Source:
+    """The registered source ``name``; an unknown name is an :class:`InputError` with a "did you mean"."""
+    if name in DATASETS:
+        return DATASETS[name]
+    close = difflib.get_close_matches(str(name), list(DATASETS), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise InputError(f"unknown dataset {name!r}{hint}; known: {', '.join(sorted(DATASETS))}")
 
-    ``skip_bad`` is accepted for every dataset: sources without image files (generated, or arrays in a
-    few files) have nothing to skip, and their loaders do not take it.
+
+def dataset_options(name: str, values: Mapping[str, Any] | None = None, prefix: str = "data.options.") -> Any:
+    """The typed, validated options of dataset ``name`` from plain ``values``; opens no file.
+
+    Missing keys take their defaults; paths may be given as :class:`~pathlib.Path`.
+
+    Args:
+        name: a registered dataset.
+        values: the options as the user gave them (a config's ``data.options``, ``--data-option``s).
+        prefix: where ``values`` sit in what the user wrote, for messages.
+
+    Raises:
+        InputError: an unknown dataset or key (with a "did you mean"), a value of the wrong type or out of
+            range, a required option left out; the message names the key as ``prefix + key``.
     """
-    if name not in DATASETS:
-        raise InputError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}")
-    loader = DATASETS[name]
-    if "skip_bad" not in inspect.signature(loader).parameters:
-        options.pop("skip_bad", None)
+    src = source(name)
+    where = f"dataset {name!r}"
+    values = dict(values or {})
+    if "skip_bad" in values:
+        raise InputError(
+            f"{where}: {prefix}skip_bad is not a dataset option: skip_bad is how a run treats bad files "
+            "(data.skip_bad in a config, --skip-bad on the command line)"
+        )
     try:
-        return loader(**options)
-    except TypeError as error:
-        if "unexpected keyword argument" in str(error):
-            raise InputError(f"dataset {name!r}: {error}") from error
-        raise
+        return from_mapping(src.options, values, where, prefix)
+    except OptionError as error:
+        raise InputError(f"{where}: {prefix}{error}") from None
 
 
-def dataset_from_config(data: Mapping[str, Any]) -> ImageDataset:
-    """The dataset a config's ``data`` section names: ``name``, its loader ``options`` and ``skip_bad``."""
-    options = dict(data.get("options") or {})
-    if data.get("skip_bad"):
-        options["skip_bad"] = True
-    return load_dataset(data["name"], **options)
+def load_dataset(
+    name: str, options: Mapping[str, Any] | Any | None = None, *, skip_bad: bool = False
+) -> ImageDataset:
+    """Load dataset ``name``.
+
+    Args:
+        name: a registered dataset.
+        options: its options: a mapping (validated with :func:`dataset_options`), an instance of the
+            source's options class, or ``None`` (every option at its default).
+        skip_bad: leave unreadable images out (listed in ``ImageDataset.skipped``) instead of failing on the
+            first one; sources that read no image file have nothing to skip and ignore it.
+
+    Raises:
+        InputError: unknown dataset or options, and whatever the source finds wrong with its files.
+    """
+    src = source(name)
+    if options is None or isinstance(options, Mapping):
+        options = dataset_options(name, options)
+    elif not isinstance(options, src.options):
+        given = type(options).__name__
+        raise TypeError(f"dataset {name!r} takes {src.options.__name__} or a mapping, not {given}")
+    return src.load(options, skip_bad=skip_bad) if src.reads_files else src.load(options)

@@ -12,13 +12,17 @@ import numpy as np
 import torch
 
 from clinfonce._io import load_checkpoint
+from clinfonce.config import EvalConfig, ModelConfig
 from clinfonce.data.augment import EvalTransform
 from clinfonce.data.dataset import ImageDataset
+from clinfonce.data.loaders import eval_loader
 from clinfonce.errors import InputError
 from clinfonce.evaluation.knn import knn_accuracy
 from clinfonce.evaluation.linear_probe import fit_linear_probe
+from clinfonce.evaluation.report import render_run_report
 from clinfonce.models import ENCODER_FORMAT, Encoder
-from clinfonce.training.loader import eval_loader
+from clinfonce.run import RunDir
+from clinfonce.typed import from_mapping
 
 
 @dataclass
@@ -26,7 +30,7 @@ class LoadedEncoder:
     """An encoder restored from a checkpoint, with what is needed to feed it."""
 
     encoder: Encoder
-    config: dict[str, Any]
+    model: ModelConfig
     crop_size: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
@@ -41,10 +45,10 @@ def load_encoder(path: str | Path) -> LoadedEncoder:
     """
     path = Path(path)
     if path.is_dir():
-        candidates = [path / "encoder.pt", path / "checkpoints" / "last.ckpt"]
-        found = next((c for c in candidates if c.is_file()), None)
+        run = RunDir(path)
+        found = next((c for c in (run.encoder_path, run.last_checkpoint) if c.is_file()), None)
         if found is None:
-            raise InputError(f"{path}: no encoder.pt or checkpoints/last.ckpt in this run directory")
+            raise InputError(f"{path}: no {RunDir.ENCODER} or checkpoints in this run directory")
         path = found
     if not path.is_file():
         raise InputError(f"{path}: no such checkpoint file")
@@ -58,15 +62,18 @@ def load_encoder(path: str | Path) -> LoadedEncoder:
         }
     else:
         raise InputError(f"{path}: not a clinfonce checkpoint (no encoder weights or config in it)")
-    config, crop, mean, std = meta["config"], meta["crop_size"], meta["mean"], meta["std"]
-    model = config["model"]
-    encoder = Encoder(model["backbone"], model["small_images"], model["head_dim"], model.get("width", 32))
+    if "model" not in meta:
+        raise InputError(f"{path}: written by an older clinfonce (no model settings in it); train it again")
+    model = from_mapping(ModelConfig, meta["model"], str(path), "model.")
+    encoder = Encoder(model.backbone, model.small_images, model.head_dim, model.width)
     try:
         encoder.load_state_dict(state)
     except RuntimeError as error:
-        raise InputError(f"{path}: the weights do not fit a {model['backbone']} encoder: {error}") from error
+        raise InputError(f"{path}: the weights do not fit a {model.backbone} encoder: {error}") from error
     encoder.eval()
-    return LoadedEncoder(encoder, config, int(crop), tuple(mean), tuple(std), path)
+    return LoadedEncoder(
+        encoder, model, int(meta["crop_size"]), tuple(meta["mean"]), tuple(meta["std"]), path
+    )
 
 
 @torch.no_grad()
@@ -96,18 +103,22 @@ def extract_features(
 def evaluate_encoder(
     loaded: LoadedEncoder,
     dataset: ImageDataset,
+    settings: EvalConfig | None = None,
     *,
-    probe_epochs: int = 100,
-    val_fraction: float = 0.1,
-    knn_k: tuple[int, ...] = (20, 200),
-    batch_size: int = 256,
     seed: int = 0,
     device: str | torch.device = "cpu",
 ) -> dict[str, Any]:
     """Linear-probe and kNN accuracy (percent) of the encoder on the dataset's test split.
 
-    The probe's weight decay and epoch are chosen on a ``val_fraction`` split of the training rows (the
-    dataset's own ``val`` split when it has one); the test split is used once, for the final numbers.
+    The probe's weight decay and epoch are chosen on a ``settings.val_fraction`` split of the training rows
+    (the dataset's own ``val`` split when it has one); the test split is used once, for the final numbers.
+
+    Args:
+        loaded: the encoder and its input pipeline.
+        dataset: labelled train and test splits.
+        settings: probe epochs, validation fraction, kNN k, batch size (default: :class:`EvalConfig`'s).
+        seed: seed of the probe's validation split.
+        device: where features are extracted and the probe is fitted.
     """
     labels = dataset.table["label"].to_numpy(np.int64)
     train_rows, val_rows, test_rows = (  # unlabelled rows (label -1) cannot be scored
@@ -115,18 +126,19 @@ def evaluate_encoder(
     )
     if len(train_rows) == 0 or len(test_rows) == 0:
         raise InputError(f"dataset {dataset.name!r} needs labelled train and test images to be evaluated")
+    settings = settings or EvalConfig()
     encoder = loaded.encoder.to(device)
     transform = EvalTransform(loaded.crop_size, loaded.mean, loaded.std).to(device)
     features = {
-        split: extract_features(encoder, dataset, rows, transform, batch_size)
+        split: extract_features(encoder, dataset, rows, transform, settings.batch_size)
         for split, rows in (("train", train_rows), ("val", val_rows), ("test", test_rows))
     }
     val = {"val_x": features["val"], "val_y": labels[val_rows]} if len(val_rows) else {}
     probe = fit_linear_probe(
         features["train"],
         labels[train_rows],
-        val_fraction=val_fraction,
-        epochs=probe_epochs,
+        val_fraction=settings.val_fraction,
+        epochs=settings.probe_epochs,
         num_classes=dataset.n_classes,
         seed=seed,
         device=device,
@@ -141,7 +153,7 @@ def evaluate_encoder(
             labels[train_rows],
             features["test"],
             labels[test_rows],
-            ks=knn_k,
+            ks=tuple(settings.knn_k),
             device=device,
         )
     )
@@ -156,7 +168,8 @@ def evaluate_checkpoint(
     out_dir: Path | None = None,
     device: str | torch.device | None = None,
 ) -> dict[str, Any]:
-    """Evaluate a run (or checkpoint) and write ``metrics.json`` and ``report.md``.
+    """Evaluate a run (or one of its checkpoints, or a loose ``encoder.pt``) and write ``metrics.json`` and
+    ``report.md``.
 
     Args:
         checkpoint: a run directory, its ``encoder.pt``, or a Lightning checkpoint of a run.
@@ -164,31 +177,38 @@ def evaluate_checkpoint(
         out_dir: where the metrics and report go; by default the run directory.
         device: defaults to CUDA when available.
     """
-    from clinfonce.data.registry import dataset_from_config
-    from clinfonce.evaluation.report import write_run_report
-
     loaded = load_encoder(checkpoint)
-    config = loaded.config
+    run = RunDir.containing(loaded.source)
+    config = run.config() if run is not None else None
     if dataset is None:
-        dataset = dataset_from_config(config["data"])
+        if config is None:
+            raise InputError(f"{checkpoint}: not inside a run directory; name the dataset to evaluate on")
+        dataset = config.data.load()
+    if run is None and out_dir is None:
+        raise InputError(f"{checkpoint}: not inside a run directory; say where the report goes (--out)")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    evaluation = config["eval"]
     metrics = evaluate_encoder(
         loaded,
         dataset,
-        probe_epochs=evaluation["probe_epochs"],
-        val_fraction=evaluation["val_fraction"],
-        knn_k=tuple(evaluation["knn_k"]),
-        batch_size=evaluation["batch_size"],
-        seed=config["train"]["seed"],
+        config.eval if config is not None else None,
+        seed=config.train.seed if config is not None else 0,
         device=device,
     )
     metrics = {
         "dataset": dataset.name,
-        "method": config["method"]["name"],
+        "method": config.method.name if config is not None else None,
         "checkpoint": str(loaded.source),
         **metrics,
     }
-    run_dir = loaded.source.parent if loaded.source.name == "encoder.pt" else loaded.source.parent.parent
-    write_run_report(run_dir, metrics, dataset.aux.notes, out_dir=out_dir)
+    report = render_run_report(
+        name=run.path.name if run is not None else loaded.source.name,
+        metrics=metrics,
+        config=config,
+        clusters=run.clusters() if run is not None else None,
+        stats=run.cluster_stats() if run is not None else None,
+        n_skipped=len(run.skipped()) if run is not None else 0,
+        curve=run.training_curve() if run is not None else None,
+        dataset_notes=dataset.aux.notes,
+    )
+    (run or RunDir(out_dir)).write_evaluation(metrics, report, out_dir)
     return metrics

@@ -1,92 +1,73 @@
-"""A run's ``metrics.json`` and its short markdown ``report.md``."""
+"""A run's short markdown report, rendered from objects (the run directory writes it)."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
-from clinfonce._io import atomic_open, write_json
+from clinfonce.clusters import ClusterAssignment, ClusterStats
+from clinfonce.config import Config
 
 
-def write_run_report(
-    run_dir: Path, metrics: dict[str, Any], dataset_notes: str = "", out_dir: Path | None = None
-) -> Path:
-    """Write ``metrics.json`` and ``report.md`` about the run in ``run_dir`` into ``out_dir`` (default: the
-    run directory); return the report's path."""
-    run_dir = Path(run_dir)
-    out_dir = Path(out_dir or run_dir)
-    write_json(out_dir / "metrics.json", metrics)
-    lines = [f"# Run report: {run_dir.name}", ""]
-    config = _read_yaml(run_dir / "config.yaml")
-    if config:
-        method, data, model, optim, train = (config[k] for k in ("method", "data", "model", "optim", "train"))
+def render_run_report(
+    *,
+    name: str,
+    metrics: dict[str, Any],
+    config: Config | None = None,
+    clusters: ClusterAssignment | None = None,
+    stats: ClusterStats | None = None,
+    n_skipped: int = 0,
+    curve: pd.DataFrame | None = None,
+    dataset_notes: str = "",
+) -> str:
+    """The markdown text of ``report.md``.
+
+    Args:
+        name: the run's name (its directory's name).
+        metrics: what the evaluation measured (``linear_top1``, ``knn20_top1``, ``probe``, ...).
+        config: the run's config, or None for an encoder evaluated outside its run.
+        clusters: the stage-1 assignment of the training images, if the method used one.
+        stats: its statistics against the training labels.
+        n_skipped: unreadable images left out of training.
+        curve: ``epoch, train_loss`` per epoch.
+        dataset_notes: what the dataset says about its auxiliary information.
+    """
+    lines = [f"# Run report: {name}", ""]
+    if config is not None:
+        method, model, optim, train = config.method, config.model, config.optim, config.train
         lines += [
-            f"- dataset: `{data['name']}`; method: `{method['name']}` (temperature {method['temperature']}, "
-            f"{method['views']} views); backbone `{model['backbone']}`",
-            f"- {train['epochs']} epochs, batch {optim['batch_size']}, lr {optim['lr']}, seed {train['seed']}, "
-            f"precision {train['precision']}",
+            f"- dataset: `{config.data.name}`; method: `{method.name}` (temperature {method.temperature}, "
+            f"{method.n_views} views); backbone `{model.backbone}`",
+            f"- {train.epochs} epochs, batch {optim.batch_size}, lr {optim.lr}, seed {train.seed}, "
+            f"precision {train.precision}",
         ]
     if dataset_notes:
         lines.append(f"- auxiliary information: {dataset_notes}")
-    clusters = _read_json(run_dir / "clusters.json")
-    if clusters:
-        provenance = clusters["provenance"]
-        detail = ", ".join(f"{k}={v}" for k, v in provenance.items() if isinstance(v, (int, float, str)))
-        lines.append(
-            f"- stage 1: {clusters['n_clusters']} clusters over {clusters['n']} training images ({detail})"
+    if clusters is not None:
+        detail = ", ".join(
+            f"{k}={v}" for k, v in clusters.provenance.items() if isinstance(v, (int, float, str))
         )
-    stats = _read_json(run_dir / "cluster_stats.json")
-    if stats:
         lines.append(
-            f"- cluster quality: I(Z;T) = {stats['I_Z_T']:.3f} of H(T) = {stats['H_T']:.3f} bits, "
-            f"H(Z|T) = {stats['H_Z_given_T']:.3f} bits, purity {stats['purity']:.3f}"
+            f"- stage 1: {clusters.n_clusters} clusters over {clusters.n} training images ({detail})"
         )
-        lines += [f"  - note: {note}" for note in stats.get("notes", [])]
-    skipped = run_dir / "skipped.csv"
-    if skipped.exists():
-        lines.append(f"- skipped unreadable images: {len(pd.read_csv(skipped))} (listed in skipped.csv)")
-    loss = final_train_loss(run_dir)
-    if loss is not None:
-        lines.append(f"- final training loss (last epoch mean): {loss:.4f}")
+    if stats is not None:
+        lines.append(
+            f"- cluster quality: I(Z;T) = {stats.I_Z_T:.3f} of H(T) = {stats.H_T:.3f} bits, "
+            f"H(Z|T) = {stats.H_Z_given_T:.3f} bits, purity {stats.purity:.3f}"
+        )
+        lines += [f"  - note: {note}" for note in stats.recommendations()]
+    if n_skipped:
+        lines.append(f"- skipped unreadable images: {n_skipped} (listed in skipped.csv)")
+    if curve is not None and len(curve):
+        lines.append(f"- final training loss (last epoch mean): {float(curve['train_loss'].iloc[-1]):.4f}")
     lines += ["", "## Evaluation (test split; probe settings chosen on a validation split)", ""]
-    lines += ["| metric | value |", "|---|---:|"]
-    for key, value in metrics.items():
-        if isinstance(value, (int, float)):
-            lines.append(f"| {key} | {value:.2f} |" if isinstance(value, float) else f"| {key} | {value} |")
+    numbers = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    shown = [f"{v:.2f}" if isinstance(v, float) else str(v) for v in numbers.values()]
+    table = pd.DataFrame({"metric": list(numbers), "value": shown})
+    lines.append(table.to_markdown(index=False, colalign=("left", "right"), disable_numparse=True))
     probe = metrics.get("probe")
     if probe:
         lines += ["", f"Linear probe: weight decay {probe['weight_decay']}, epoch {probe['epoch']} "
                   f"(validation top-1 {probe['val_top1']:.2f})."]  # fmt: skip
-    path = out_dir / "report.md"
-    with atomic_open(path, "w", encoding="utf-8") as handle:
-        handle.write("\n".join(lines) + "\n")
-    return path
-
-
-def training_curve(run_dir: Path) -> pd.DataFrame:
-    """``epoch, train_loss`` per epoch from the run's CSV log (empty when there is none)."""
-    path = Path(run_dir) / "logs" / "metrics.csv"
-    if not path.exists():
-        return pd.DataFrame(columns=["epoch", "train_loss"])
-    log = pd.read_csv(path)
-    if "train/loss_epoch" not in log.columns:
-        return pd.DataFrame(columns=["epoch", "train_loss"])
-    curve = log.dropna(subset=["train/loss_epoch"])[["epoch", "train/loss_epoch"]]
-    return curve.rename(columns={"train/loss_epoch": "train_loss"}).reset_index(drop=True)
-
-
-def final_train_loss(run_dir: Path) -> float | None:
-    curve = training_curve(run_dir)
-    return float(curve["train_loss"].iloc[-1]) if len(curve) else None
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    return json.loads(path.read_text()) if path.exists() else None
-
-
-def _read_yaml(path: Path) -> dict[str, Any] | None:
-    return yaml.safe_load(path.read_text()) if path.exists() else None
+    return "\n".join(lines) + "\n"

@@ -14,10 +14,11 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 
+from clinfonce.config import Config, OptimConfig
 from clinfonce.data.augment import ContrastiveAugment
 from clinfonce.losses import ClInfoNCELoss
 from clinfonce.models import Encoder
-from clinfonce.training.config import Config, OptimConfig
+from clinfonce.typed import to_mapping
 
 
 class ContrastiveModule(L.LightningModule):
@@ -52,7 +53,7 @@ class ContrastiveModule(L.LightningModule):
         self.config = config
         model = config.model
         self.encoder = Encoder(model.backbone, model.small_images, model.head_dim, model.width)
-        self.augment = ContrastiveAugment(crop_size, mean, std, n_views=config.method.views)
+        self.augment = ContrastiveAugment(crop_size, mean, std, n_views=config.method.n_views)
         self.loss_fn = ClInfoNCELoss(
             temperature=config.method.temperature, base_temperature=config.method.base_temperature
         )
@@ -127,9 +128,10 @@ class ContrastiveModule(L.LightningModule):
         checkpoint["clinfonce"] = self.describe()
 
     def describe(self) -> dict:
-        """What evaluation needs besides the weights: the config and the input pipeline."""
+        """What rebuilds and feeds the encoder besides its weights: the model settings and the input pipeline
+        (the rest of the config is the run directory's config.yaml)."""
         return {
-            "config": self.config.to_dict(),
+            "model": to_mapping(self.config.model),
             "crop_size": self.augment.image_size,
             "mean": self.augment.mean.flatten().tolist(),
             "std": self.augment.std.flatten().tolist(),

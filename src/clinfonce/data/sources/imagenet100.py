@@ -27,61 +27,52 @@ from __future__ import annotations
 
 import csv
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from clinfonce.data.dataset import AuxInfo, ImageDataset
-from clinfonce.data.files import DEFAULT_MAX_PIXELS
-from clinfonce.data.folder import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    WNID,
-    existing_dir,
-    file_dataset,
-    is_image_file,
-    iter_images,
-)
+from clinfonce.data.file_backed import IMAGENET_MEAN, IMAGENET_STD, file_dataset
+from clinfonce.data.options import FileOptions
+from clinfonce.data.paths import WNID, existing_dir, is_image_file, iter_images
 from clinfonce.errors import InputError
 
 KAGGLE_DIR = Path("ILSVRC", "Data", "CLS-LOC")
 LOC_SOLUTION = "LOC_val_solution.csv"
 
 
-def imagenet100_dataset(
-    *,
-    root: str | os.PathLike,
-    class_list: str | os.PathLike,
-    val_labels: str | os.PathLike | None = None,
-    image_size: int | tuple[int, int] = 224,
-    channels: int = 3,
-    resize: str = "center_crop",
-    val_fraction: float = 0.0,
-    seed: int = 0,
-    skip_bad: bool = False,
-    check_files: bool = True,
-    workers: int | None = None,
-    max_pixels: int | None = DEFAULT_MAX_PIXELS,
-) -> ImageDataset:
+@dataclass(kw_only=True)
+class ImageNet100Options(FileOptions):
+    """Options of ImageNet-100 (any class subset of ImageNet given by a list of wnids)."""
+
+    root: str = field(
+        metadata={"help": "the ImageNet folder holding train/ and val/ (or the Kaggle copy's folder)"}
+    )
+    class_list: str = field(
+        metadata={"help": "the file of wnids, one per line (a relative path: as given, then under root)"}
+    )
+    val_labels: str | None = field(
+        default=None,
+        metadata={
+            "help": "labels of a flat val/: LOC_val_solution.csv or '<file> <wnid>' lines; null: found in root"
+        },
+    )
+
+
+def load(options: ImageNet100Options, skip_bad: bool = False) -> ImageDataset:
     """ImageNet-100 (or any class subset of ImageNet given by a list of wnids), with the WordNet hierarchy.
 
     Args:
-        root: the ImageNet folder holding ``train/`` and ``val/`` (or the Kaggle copy's folder).
-        class_list: the file of wnids, one per line (a relative path is tried as given, then under root).
-        val_labels: labels of a flat ``val/``: ``LOC_val_solution.csv`` (default: looked for in root and
-            next to ``train/``) or a text file of ``<file name> <wnid>`` lines.
-        image_size: side of the square images returned.
-        channels, resize: see :func:`~clinfonce.data.folder.imagefolder_dataset`.
-        val_fraction: fraction of each class's training images moved to a validation split.
-        seed: seed of that split.
-        skip_bad, check_files, workers, max_pixels: bad-image handling, see
-            :func:`~clinfonce.data.folder.imagefolder_dataset`.
+        options: the folder, the class list, the image size (see :class:`ImageNet100Options`).
+        skip_bad: leave unreadable images out (listed in ``skipped``) instead of failing on the first one.
 
     Raises:
         InputError: a malformed class list, a class without a train folder, an unlabelled flat val folder,
             bad images.
     """
-    root = existing_dir(root, "ImageNet folder")
+    root = existing_dir(options.root, "ImageNet folder")
+    class_list, val_labels = options.class_list, options.val_labels
     wnids = read_class_list(_class_list_path(root, class_list))
     image_root = root if (root / "train").is_dir() else root / KAGGLE_DIR
     if not (image_root / "train").is_dir():
@@ -114,21 +105,7 @@ def imagenet100_dataset(
         notes=f"{len(wnids)} classes from {Path(class_list).name}; WordNet hierarchy over the class wnids",
     )
     return file_dataset(
-        "imagenet100",
-        table,
-        root,
-        image_size=image_size,
-        channels=channels,
-        resize=resize,
-        mean=IMAGENET_MEAN,
-        std=IMAGENET_STD,
-        aux=aux,
-        skip_bad=skip_bad,
-        check_files=check_files,
-        workers=workers,
-        max_pixels=max_pixels,
-        val_fraction=val_fraction,
-        seed=seed,
+        "imagenet100", table, root, options, mean=IMAGENET_MEAN, std=IMAGENET_STD, aux=aux, skip_bad=skip_bad
     )
 
 

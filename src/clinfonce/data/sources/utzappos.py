@@ -22,7 +22,7 @@ Files (as unpacked from ``ut-zap50k-images-square.zip`` or ``ut-zap50k-images.zi
   Images without a meta-data row have missing (NaN) attributes; a repeated CID uses its first row. Both
   counts are in ``aux.notes``.
 - Split: the paper's random 70/30 split, drawn here per sub-category (stratified), seeded: ``test_fraction``
-  0.3, ``seed`` 0 (rule: :func:`~clinfonce.data.folder.stratified_pick`).
+  0.3, ``seed`` 0 (rule: :func:`~clinfonce.data.splits.stratified_pick`).
 - Normalisation: the authors' statistics (mean 0.8342, 0.8142, 0.8081; std 0.2804, 0.3014, 0.3072).
 """
 
@@ -30,14 +30,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from clinfonce.data.dataset import AuxInfo, ImageDataset
-from clinfonce.data.files import DEFAULT_MAX_PIXELS
-from clinfonce.data.folder import existing_dir, file_dataset, is_image_file, stratified_pick, visible_dirs
+from clinfonce.data.file_backed import file_dataset
+from clinfonce.data.options import IMAGE_SIZE_HELP, FileOptions, check_fraction
+from clinfonce.data.paths import existing_dir, is_image_file, visible_dirs
+from clinfonce.data.splits import stratified_pick
 from clinfonce.data.tables import read_table, require_columns
 from clinfonce.errors import InputError
 
@@ -49,69 +52,56 @@ MEAN = (0.8342, 0.8142, 0.8081)
 STD = (0.2804, 0.3014, 0.3072)
 
 
-def utzappos_dataset(
-    *,
-    root: str | os.PathLike,
-    images_dir: str | os.PathLike | None = None,
-    meta_dir: str | os.PathLike | None = None,
-    image_size: int | tuple[int, int] = 128,
-    channels: int = 3,
-    resize: str = "center_crop",
-    test_fraction: float = 0.3,
-    val_fraction: float = 0.0,
-    seed: int = 0,
-    skip_bad: bool = False,
-    check_files: bool = True,
-    workers: int | None = None,
-    max_pixels: int | None = DEFAULT_MAX_PIXELS,
-) -> ImageDataset:
+@dataclass(kw_only=True)
+class UtzapposOptions(FileOptions):
+    """Options of UT-Zappos50K."""
+
+    root: str = field(
+        metadata={"help": "the folder of ut-zap50k-images-square/ (or ut-zap50k-images/) and ut-zap50k-data/"}
+    )
+    image_size: int = field(default=128, metadata={"help": IMAGE_SIZE_HELP})  # near the images' 136 px
+    images_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "the image tree, if elsewhere (relative to root or absolute); null: found under root"
+        },
+    )
+    meta_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "the folder of meta-data-bin.csv / meta-data.csv; null: root/ut-zap50k-data, else root"
+        },
+    )
+    test_fraction: float = field(
+        default=0.3, metadata={"help": "fraction of each sub-category in the test split (the paper: 0.3)"}
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_fraction("test_fraction", self.test_fraction)
+
+
+def load(options: UtzapposOptions, skip_bad: bool = False) -> ImageDataset:
     """UT-Zappos50K: 21 sub-category labels, binary meta-data attributes, a seeded 70/30 split.
 
     Args:
-        root: the folder holding ``ut-zap50k-images-square/`` (or ``ut-zap50k-images/``) and
-            ``ut-zap50k-data/``.
-        images_dir: the image tree, if elsewhere (relative to ``root`` or absolute); default: the first of
-            ``ut-zap50k-images-square``, ``ut-zap50k-images`` under ``root``, else ``root`` itself.
-        meta_dir: the folder of ``meta-data-bin.csv`` / ``meta-data.csv``; default ``root/ut-zap50k-data``,
-            else ``root``.
-        image_size: side of the square images returned (default 128, near the images' 136 px).
-        channels, resize: see :func:`~clinfonce.data.folder.imagefolder_dataset`.
-        test_fraction: fraction of each sub-category in the test split (the paper: 0.3).
-        val_fraction: fraction of each sub-category's training images moved to a validation split.
-        seed: seed of the splits.
-        skip_bad, check_files, workers, max_pixels: bad-image handling, see
-            :func:`~clinfonce.data.folder.imagefolder_dataset`.
+        options: the folders, the image size, the splits (see :class:`UtzapposOptions`).
+        skip_bad: leave unreadable images out (listed in ``skipped``) instead of failing on the first one.
 
     Raises:
         InputError: no image tree or no meta-data file, a malformed meta-data table, bad images.
     """
-    root = existing_dir(root, "UT-Zappos50K folder")
-    image_root = _image_root(root, images_dir)
+    root = existing_dir(options.root, "UT-Zappos50K folder")
+    image_root = _image_root(root, options.images_dir)
     # paths are relative to root, or to the image tree itself when it lies elsewhere
     base = root if image_root.resolve().is_relative_to(root.resolve()) else image_root
     table = _list_images(base, image_root)
-    attributes, notes = _attributes(root, meta_dir, table["cid"])
+    attributes, notes = _attributes(root, options.meta_dir, table["cid"])
     table = pd.concat([table, attributes], axis=1)
-    test = stratified_pick(table["class"], table["path"], test_fraction, seed)
+    test = stratified_pick(table["class"], table["path"], options.test_fraction, options.seed)
     table["split"] = np.where(test, "test", "train")
     aux = AuxInfo(attributes=tuple(attributes.columns), notes=notes)
-    return file_dataset(
-        "utzappos",
-        table,
-        base,
-        image_size=image_size,
-        channels=channels,
-        resize=resize,
-        mean=MEAN,
-        std=STD,
-        aux=aux,
-        skip_bad=skip_bad,
-        check_files=check_files,
-        workers=workers,
-        max_pixels=max_pixels,
-        val_fraction=val_fraction,
-        seed=seed,
-    )
+    return file_dataset("utzappos", table, base, options, mean=MEAN, std=STD, aux=aux, skip_bad=skip_bad)
 
 
 def cid_of(file_name: str) -> str:

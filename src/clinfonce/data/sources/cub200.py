@@ -27,15 +27,16 @@ Files (from ``CUB_200_2011.tgz``; plain text, one record per line, single spaces
 
 from __future__ import annotations
 
-import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from clinfonce.data.dataset import AuxInfo, ImageDataset
-from clinfonce.data.files import DEFAULT_MAX_PIXELS
-from clinfonce.data.folder import file_dataset, find_dataset_dir
+from clinfonce.data.file_backed import file_dataset
+from clinfonce.data.options import FileOptions, OptionError
+from clinfonce.data.paths import find_dataset_dir
 from clinfonce.errors import InputError
 
 MEAN = (0.4863, 0.4999, 0.4312)
@@ -43,41 +44,40 @@ STD = (0.2070, 0.2018, 0.2428)
 DATASET_DIR = "CUB_200_2011"
 
 
-def cub200_dataset(
-    *,
-    root: str | os.PathLike,
-    image_size: int | tuple[int, int] = 224,
-    channels: int = 3,
-    resize: str = "center_crop",
-    attributes: bool = True,
-    min_certainty: int = 1,
-    val_fraction: float = 0.0,
-    seed: int = 0,
-    skip_bad: bool = False,
-    check_files: bool = True,
-    workers: int | None = None,
-    max_pixels: int | None = DEFAULT_MAX_PIXELS,
-) -> ImageDataset:
+@dataclass(kw_only=True)
+class Cub200Options(FileOptions):
+    """Options of CUB-200-2011."""
+
+    root: str = field(
+        metadata={"help": "the CUB_200_2011 folder (holding images.txt), or the folder that contains it"}
+    )
+    attributes: bool = field(
+        default=True, metadata={"help": "read the 312 per-image attributes (false: labels and split only)"}
+    )
+    min_certainty: int = field(
+        default=1,
+        metadata={"help": "present marks with a lower certainty id count as absent (1..4; 1 keeps all)"},
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if isinstance(self.min_certainty, bool) or self.min_certainty not in (1, 2, 3, 4):
+            raise OptionError("min_certainty", f"must be 1..4, got {self.min_certainty!r}")
+
+
+def load(options: Cub200Options, skip_bad: bool = False) -> ImageDataset:
     """CUB-200-2011: 200 species (labels 0..199), 312 binary attributes, the official split.
 
     Args:
-        root: the ``CUB_200_2011`` folder (holding ``images.txt``), or the folder that contains it.
-        image_size: side of the square images returned.
-        channels, resize: see :func:`~clinfonce.data.folder.imagefolder_dataset`.
-        attributes: read the per-image attributes (``False``: labels and split only).
-        min_certainty: present marks with a lower certainty id count as absent (1..4; 1 keeps all).
-        val_fraction: fraction of each class's training images moved to a validation split.
-        seed: seed of the validation split.
-        skip_bad, check_files, workers, max_pixels: bad-image handling, see
-            :func:`~clinfonce.data.folder.imagefolder_dataset`.
+        options: the folder, the image size, what to read (see :class:`Cub200Options`).
+        skip_bad: leave unreadable images out (listed in ``skipped``) instead of failing on the first one.
 
     Raises:
         InputError: a missing or malformed file (named with its line), ids that do not match across files,
             bad images.
     """
-    base = find_dataset_dir(Path(root), DATASET_DIR, "images.txt", "CUB_200_2011.tgz")
-    if not 1 <= int(min_certainty) <= 4:
-        raise InputError(f"min_certainty must be 1..4, got {min_certainty!r}")
+    base = find_dataset_dir(Path(options.root), DATASET_DIR, "images.txt", "CUB_200_2011.tgz")
+    min_certainty = int(options.min_certainty)
     images = _read_pairs(base / "images.txt", int_value=False)
     classes = _read_pairs(base / "image_class_labels.txt")
     splits = _read_pairs(base / "train_test_split.txt")
@@ -101,26 +101,19 @@ def cub200_dataset(
         rows.append((f"images/{name}", class_name, "train" if is_train else "test", image_id, class_id))
     table = pd.DataFrame(rows, columns=["path", "class", "split", "image_id", "class_id"])
     aux = AuxInfo(notes="official train/test split; no auxiliary attributes read")
-    if attributes:
-        matrix, names, notes = _attributes(base, ids, int(min_certainty))
+    if options.attributes:
+        matrix, names, notes = _attributes(base, ids, min_certainty)
         table = pd.concat([table, matrix], axis=1)
         aux = AuxInfo(attributes=tuple(names), notes=notes)
     return file_dataset(
         "cub200",
         table,
         base,
-        image_size=image_size,
-        channels=channels,
-        resize=resize,
+        options,
         mean=MEAN,
         std=STD,
         aux=aux,
         skip_bad=skip_bad,
-        check_files=check_files,
-        workers=workers,
-        max_pixels=max_pixels,
-        val_fraction=val_fraction,
-        seed=seed,
         all_classes=[str(name) for name in class_names.values()] or None,
     )
 

@@ -9,9 +9,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from clinfonce.data.cub import cub200_dataset
+from clinfonce.data.dataset import ImageDataset
 from clinfonce.data.registry import load_dataset
+from clinfonce.data.sources import cub200
 from clinfonce.errors import InputError
+
+
+def cub200_dataset(skip_bad: bool = False, **options: object) -> ImageDataset:
+    return cub200.load(cub200.Cub200Options(**options), skip_bad=skip_bad)
+
 
 CLASSES = ["001.Black_footed_Albatross", "002.Laysan_Albatross", "003.Sooty_Albatross"]
 # image_id, image_name, class_id, is_training_image
@@ -63,7 +69,7 @@ def write_cub(parent: Path, names_at: str = "archive_root") -> Path:
 
 def test_labels_split_paths_and_attributes(tmp_path: Path) -> None:
     root = write_cub(tmp_path)
-    data = load_dataset("cub200", root=root, image_size=12)
+    data = load_dataset("cub200", {"root": root, "image_size": 12})
     table = data.table
     assert data.class_names == CLASSES
     assert table["label"].tolist() == [0, 0, 1, 1, 2]  # class_id 1 -> label 0

@@ -1,69 +1,58 @@
-"""``train(config)``: stage 1, stage 2 and the run directory.
-
-A run directory holds everything needed to understand and repeat a run::
-
-    config.yaml          the resolved configuration
-    environment.json     seed, command, versions, machine
-    clusters.csv/.json   the stage-1 cluster of every training image and how it was made (provenance)
-    cluster_stats.json   H(Z), I(Z;T), ... of those clusters against the training labels
-    skipped.csv          images left out by data.skip_bad (path, reason), when any
-    checkpoints/         Lightning checkpoints every N epochs and last.ckpt (for resume)
-    logs/                metrics.csv and TensorBoard events
-    encoder.pt           the trained encoder (plain tensors and config; safe to load)
-    metrics.json, report.md   written by the evaluation
-"""
+"""``train(config)``: stage 1, stage 2 and the run directory (:class:`clinfonce.run.RunDir`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
 import numpy as np
-import pandas as pd
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
-from clinfonce._io import atomic_write_with, load_checkpoint, write_json
-from clinfonce.clusters import cluster_stats
+from clinfonce._io import atomic_write_with, load_checkpoint
+from clinfonce.clusters import ClusterAssignment, build_for_dataset, cluster_stats
+from clinfonce.config import Config
 from clinfonce.data.dataset import ImageDataset
-from clinfonce.data.registry import dataset_from_config
+from clinfonce.data.loaders import train_loader
 from clinfonce.errors import InputError
 from clinfonce.models import ENCODER_FORMAT
-from clinfonce.training.config import Config, save_config
+from clinfonce.run import RunDir
 from clinfonce.training.csv_log import ResumableCSVLogger
 from clinfonce.training.environment import environment
-from clinfonce.training.loader import train_loader
 from clinfonce.training.module import ContrastiveModule
-from clinfonce.training.stage1 import build_clusters, full_length_ids
-
-ENCODER_FILE = "encoder.pt"
 
 
-def train(config: Config, callbacks: Sequence[Callback] = (), dataset: ImageDataset | None = None) -> Path:
+def train(config: Config, callbacks: Sequence[Callback] = (), dataset: ImageDataset | None = None) -> RunDir:
     """Run stage 1 and train the encoder; return the run directory.
 
     Args:
-        config: a validated configuration.
+        config: a resolved configuration (:func:`clinfonce.config.load_config`).
         callbacks: extra Lightning callbacks.
         dataset: an already loaded dataset (else ``config.data`` is loaded).
     """
     L.seed_everything(config.train.seed, workers=True, verbose=False)
-    run_dir = resolve_run_dir(config)
-    resume = _resume_checkpoint(config, run_dir)
+    config = with_run_dir(config)
+    run = RunDir(config.train.out)
+    resume = _resume_checkpoint(config, run)
     resume_step = _checkpoint_step(resume) if resume else None  # fails early on a bad file
     if dataset is None:
-        dataset = dataset_from_config(config.to_dict()["data"])
+        dataset = config.data.load()
     rows = dataset.rows("train")
     if len(rows) == 0:
         raise InputError(f"dataset {dataset.name!r} has no training images")
-    clusters = build_clusters(dataset, config.clusters, rows) if config.method.name == "clinfonce" else None
+    clusters = (
+        build_for_dataset(config.clusters, dataset, rows) if config.method.name == "clinfonce" else None
+    )
     if rank_zero_only.rank == 0:
-        _write_run_files(run_dir, config, dataset, rows, clusters, fresh=resume is None)
-    ids = full_length_ids(clusters, rows, len(dataset))
+        _write_run_files(run, config, dataset, rows, clusters, fresh=resume is None)
+    ids = np.full(len(dataset), -1, dtype=np.int64)  # rows outside the training split have no cluster
+    if clusters is not None:
+        ids[rows] = clusters.ids
     module = ContrastiveModule(
         config,
         n_rows=len(dataset),
@@ -73,27 +62,28 @@ def train(config: Config, callbacks: Sequence[Callback] = (), dataset: ImageData
         std=dataset.std,
         cluster_ids=torch.from_numpy(ids),
     )
-    trainer = build_trainer(config, run_dir, callbacks, resume_step)
+    trainer = build_trainer(config, run, callbacks, resume_step)
     loader = train_loader(dataset, rows, config.optim.batch_size, config.train.seed, config.data.num_workers)
     trainer.fit(module, loader, ckpt_path=resume)
     if trainer.is_global_zero:
-        save_encoder(module, dataset, run_dir / ENCODER_FILE)
-    return run_dir
+        save_encoder(module, dataset, run.encoder_path)
+    return run
 
 
-def resolve_run_dir(config: Config) -> Path:
-    """``train.out``, or ``runs/<dataset>-<method>-<UTC time>`` for single-process runs."""
+def with_run_dir(config: Config) -> Config:
+    """``config`` with ``train.out`` set: as given, or ``runs/<dataset>-<method>-<UTC time>`` for
+    single-process runs."""
     if config.train.out:
-        return Path(config.train.out)
+        return config
     if config.train.num_nodes > 1 or str(config.train.devices) not in ("1", "auto"):
         raise InputError("multi-process runs need train.out (every process must write to the same directory)")
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
-    config.train.out = f"runs/{config.data.name}-{config.method.name}-{stamp}"
-    return Path(config.train.out)
+    out = f"runs/{config.data.name}-{config.method.name}-{stamp}"
+    return dataclasses.replace(config, train=dataclasses.replace(config.train, out=out))
 
 
 def build_trainer(
-    config: Config, run_dir: Path, callbacks: Sequence[Callback] = (), resume_step: int | None = None
+    config: Config, run: RunDir, callbacks: Sequence[Callback] = (), resume_step: int | None = None
 ) -> L.Trainer:
     """The Lightning trainer of a run: checkpoints, CSV + TensorBoard logs, precision, devices.
 
@@ -108,7 +98,7 @@ def build_trainer(
         schedules["step{step:08d}"] = {"every_n_train_steps": config.train.checkpoint_every_n_steps}
     checkpoints = [
         ModelCheckpoint(
-            dirpath=run_dir / "checkpoints",
+            dirpath=run.checkpoints_dir,
             filename=filename,
             auto_insert_metric_name=False,
             save_top_k=-1,
@@ -117,8 +107,8 @@ def build_trainer(
         for filename, schedule in schedules.items()
     ]
     loggers = [
-        ResumableCSVLogger(run_dir, name="logs", version="", resume_step=resume_step),
-        TensorBoardLogger(run_dir, name="logs", version="", default_hp_metric=False),
+        ResumableCSVLogger(run.path, name=RunDir.LOGS, version="", resume_step=resume_step),
+        TensorBoardLogger(run.path, name=RunDir.LOGS, version="", default_hp_metric=False),
     ]
     return L.Trainer(
         max_epochs=config.train.epochs,
@@ -132,7 +122,7 @@ def build_trainer(
         log_every_n_steps=config.train.log_every_n_steps,
         enable_progress_bar=config.train.progress_bar,
         enable_model_summary=False,
-        default_root_dir=run_dir,
+        default_root_dir=run.path,
     )
 
 
@@ -158,41 +148,38 @@ def _checkpoint_step(path: str) -> int:
     return step
 
 
-def _resume_checkpoint(config: Config, run_dir: Path) -> str | None:
+def _resume_checkpoint(config: Config, run: RunDir) -> str | None:
     resume = config.train.resume
-    last = run_dir / "checkpoints" / "last.ckpt"
     if resume == "auto":
-        return str(last) if last.exists() else None
+        return str(run.last_checkpoint) if run.last_checkpoint.exists() else None
     if resume:
         if not Path(resume).is_file():
             raise InputError(f"train.resume: no checkpoint file at {resume}")
         return resume
-    if (run_dir / "config.yaml").exists() and rank_zero_only.rank == 0:
+    if run.exists() and rank_zero_only.rank == 0:
         raise InputError(
-            f"{run_dir} already holds a run; resume it with train.resume=auto or choose another train.out"
+            f"{run.path} already holds a run; resume it with train.resume=auto or choose another train.out"
         )
     return None
 
 
 def _write_run_files(
-    run_dir: Path, config: Config, dataset: ImageDataset, rows: np.ndarray, clusters, fresh: bool
+    run: RunDir,
+    config: Config,
+    dataset: ImageDataset,
+    rows: np.ndarray,
+    clusters: ClusterAssignment | None,
+    fresh: bool,
 ) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(config, run_dir / "config.yaml")
-    write_json(
-        run_dir / ("environment.json" if fresh else "environment.resumed.json"),
-        environment(config.train.seed),
-    )
+    run.write_config(config)
+    run.write_environment(environment(config.train.seed), resumed=not fresh)
     table = dataset.table.iloc[rows]
     if clusters is not None:
-        columns = {"row": rows.tolist(), "label": table["label"].tolist()}
+        labels = table["label"].to_numpy()
+        columns = {"row": rows.tolist(), "label": labels.tolist()}
         if "path" in table.columns:
             columns = {"path": table["path"].tolist(), **columns}
-        clusters.save(run_dir / "clusters.csv", columns=columns)
-        labelled = table["label"].to_numpy() >= 0
-        if labelled.any():
-            stats = cluster_stats(clusters.ids[labelled], table["label"].to_numpy()[labelled])
-            write_json(run_dir / "cluster_stats.json", {**stats.to_dict(), "notes": stats.recommendations()})
-    if dataset.skipped:
-        skipped = pd.DataFrame({"path": list(dataset.skipped), "reason": list(dataset.skipped.values())})
-        atomic_write_with(run_dir / "skipped.csv", lambda tmp: skipped.to_csv(tmp, index=False))
+        labelled = labels >= 0
+        stats = cluster_stats(clusters.ids[labelled], labels[labelled]) if labelled.any() else None
+        run.write_clusters(clusters, columns, stats)
+    run.write_skipped(dataset.skipped)

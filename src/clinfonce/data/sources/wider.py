@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +36,9 @@ import numpy as np
 import pandas as pd
 
 from clinfonce.data.dataset import AuxInfo, ImageDataset
-from clinfonce.data.files import DEFAULT_MAX_PIXELS
-from clinfonce.data.folder import existing_dir, file_dataset, safe_path
+from clinfonce.data.file_backed import file_dataset
+from clinfonce.data.options import FileOptions, check_choice
+from clinfonce.data.paths import existing_dir, safe_path
 from clinfonce.errors import InputError
 
 MEAN = (0.4772, 0.4405, 0.4100)
@@ -47,41 +49,38 @@ ANNOTATION_DIRS = (".", "wider_attribute_annotation")
 UNSPECIFIED_RULES = ("missing", "negative")
 
 
-def wider_dataset(
-    *,
-    root: str | os.PathLike,
-    image_size: int | tuple[int, int] = 224,
-    channels: int = 3,
-    resize: str = "center_crop",
-    unspecified: str = "missing",
-    val_as_train: bool = False,
-    val_fraction: float = 0.0,
-    seed: int = 0,
-    skip_bad: bool = False,
-    check_files: bool = True,
-    workers: int | None = None,
-    max_pixels: int | None = DEFAULT_MAX_PIXELS,
-) -> ImageDataset:
+@dataclass(kw_only=True)
+class WiderOptions(FileOptions):
+    """Options of WIDER Attribute."""
+
+    root: str = field(metadata={"help": "the folder holding the two JSON files and Image/"})
+    unspecified: str = field(
+        default="missing",
+        metadata={
+            "help": "an attribute no person is positive or negative for: missing (NaN) or negative (0)"
+        },
+    )
+    val_as_train: bool = field(
+        default=False, metadata={"help": "put the val/ images in the training split (as the paper does)"}
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_choice("unspecified", self.unspecified, UNSPECIFIED_RULES)
+
+
+def load(options: WiderOptions, skip_bad: bool = False) -> ImageDataset:
     """WIDER Attribute: 30 scene labels, 14 person attributes pooled per image.
 
     Args:
-        root: the folder holding the two JSON files and ``Image/``.
-        image_size: side of the square images returned.
-        channels, resize: see :func:`~clinfonce.data.folder.imagefolder_dataset`.
-        unspecified: what an image attribute is when no person is positive or negative: ``"missing"``
-            (NaN, default) or ``"negative"`` (0).
-        val_as_train: put the ``val/`` images in the training split (as the paper does).
-        val_fraction: fraction of each scene's training images moved to a validation split.
-        seed: seed of that split.
-        skip_bad, check_files, workers, max_pixels: bad-image handling, see
-            :func:`~clinfonce.data.folder.imagefolder_dataset`.
+        options: the folder, the image size, the pooling rule and split (see :class:`WiderOptions`).
+        skip_bad: leave unreadable images out (listed in ``skipped``) instead of failing on the first one.
 
     Raises:
         InputError: a missing or malformed JSON file (naming the file, image and key), bad images.
     """
-    root = existing_dir(root, "WIDER Attribute folder")
-    if unspecified not in UNSPECIFIED_RULES:
-        raise InputError(f"unspecified must be one of {list(UNSPECIFIED_RULES)}, got {unspecified!r}")
+    root = existing_dir(options.root, "WIDER Attribute folder")
+    unspecified, val_as_train = options.unspecified, options.val_as_train
     frames, attribute_names = [], None
     for name, is_test in ((TRAINVAL_JSON, False), (TEST_JSON, True)):
         path = _find_json(root, name)
@@ -102,23 +101,7 @@ def wider_dataset(
         notes=f"{len(attribute_names)} person attributes pooled per image: {rule}; "
         f"{int(table[list(attribute_names)].isna().any(axis=1).sum())} image(s) with a missing attribute",
     )
-    return file_dataset(
-        "wider",
-        table,
-        root,
-        image_size=image_size,
-        channels=channels,
-        resize=resize,
-        mean=MEAN,
-        std=STD,
-        aux=aux,
-        skip_bad=skip_bad,
-        check_files=check_files,
-        workers=workers,
-        max_pixels=max_pixels,
-        val_fraction=val_fraction,
-        seed=seed,
-    )
+    return file_dataset("wider", table, root, options, mean=MEAN, std=STD, aux=aux, skip_bad=skip_bad)
 
 
 def pool_attributes(targets: np.ndarray, unspecified: str = "missing") -> np.ndarray:

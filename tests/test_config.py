@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from clinfonce.training.config import Config, load_config
+from clinfonce.config import Config, bundled_configs, config_yaml, load_config
 
 
 def test_defaults_are_valid() -> None:
@@ -21,7 +21,8 @@ def test_yaml_then_overrides(tmp_path) -> None:
     )
     assert config.optim.lr == 0.1 and config.optim.batch_size == 64
     assert config.clusters.attributes == ["a", "b"] and config.train.out is None
-    assert config.data.options == {"n_train": 10} and config.train.devices == 2
+    assert config.data.options["n_train"] == 10 and config.train.devices == 2
+    assert config.data.options["n_test"] == 2000  # the dataset's own default, filled in
     assert config.optim.weight_decay == 1e-4  # untouched default
 
 
@@ -29,20 +30,71 @@ def test_integers_are_accepted_for_floats() -> None:
     assert load_config(None, ["optim.lr=1"]).optim.lr == 1.0
 
 
+def test_exponent_floats_that_yaml_reads_as_strings(tmp_path) -> None:
+    # YAML 1.1 reads 1e-3 (no dot) as a string; a float key still gets the number
+    assert load_config(None, ["optim.lr=1e-3"]).optim.lr == 0.001
+    path = tmp_path / "c.yaml"
+    path.write_text("optim: {lr: 5e-4}\n")
+    assert load_config(path).optim.lr == 0.0005
+
+
+def test_one_list_syntax_everywhere() -> None:
+    as_yaml = load_config(None, ["clusters.attributes=[a, b]", "eval.knn_k=[5, 10]"])
+    as_commas = load_config(None, ["clusters.attributes=a,b", "eval.knn_k=5,10"])
+    assert as_yaml.clusters.attributes == as_commas.clusters.attributes == ["a", "b"]
+    assert as_yaml.eval.knn_k == as_commas.eval.knn_k == [5, 10]
+
+
+def test_mapping_overrides_and_mapping_configs() -> None:
+    config = load_config({"optim": {"lr": 0.2}}, {"train.epochs": 3})
+    assert config.optim.lr == 0.2 and config.train.epochs == 3
+
+
+def test_bundled_configs_by_name_from_any_directory(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = load_config("shapes")
+    assert config.data.name == "shapes" and config.clusters.top_k == 5
+    assert "shapes" in bundled_configs()
+    with pytest.raises(ValueError, match=r"bundled configs: .*shapes"):
+        load_config("shapez")
+
+
+def test_resolved_config_round_trips_through_yaml(tmp_path) -> None:
+    config = load_config("shapes", ["optim.lr=0.5"])
+    path = tmp_path / "again.yaml"
+    path.write_text(config_yaml(config))
+    assert load_config(path) == config
+
+
+def test_python_tags_in_yaml_are_refused(tmp_path) -> None:
+    path = tmp_path / "evil.yaml"
+    path.write_text("optim: !!python/object/apply:os.system ['echo hacked']\n")
+    with pytest.raises(ValueError, match="not valid YAML"):
+        load_config(path)
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
         (["optim.lrr=0.1"], "unknown key 'optim.lrr' (did you mean 'optim.lr'?)"),
         (["optimizer.lr=0.1"], "unknown key 'optimizer'"),
-        (["optim.lr=fast"], "optim.lr must be a number, got 'fast'"),
-        (["optim.batch_size=12.5"], "optim.batch_size must be an integer"),
-        (["train.progress_bar=maybe"], "train.progress_bar must be true or false"),
+        (["optim.lr=fast"], "optim.lr: Value 'fast' of type 'str' could not be converted to Float"),
+        (["optim.batch_size=12.5"], "optim.batch_size: Value '12.5' of type 'float' could not be converted"),
+        (["train.progress_bar=maybe"], "train.progress_bar: Value 'maybe' is not a valid bool"),
+        (
+            ["data.options.n_trian=5"],
+            "unknown key 'data.options.n_trian' (did you mean 'data.options.n_train'?)",
+        ),
+        (["data.options.n_train=many"], "data.options.n_train: Value 'many'"),
+        (["data.name=cub200"], "data.options.root is required"),
+        (["data.name=cub"], "unknown dataset 'cub'"),
         (["method.name=byol"], "method.name must be one of clinfonce, simclr, supcon, ce"),
         (["method.temperature=0"], "method.temperature must be > 0"),
         (["optim.momentum=1.5"], "optim.momentum must be in [0, 1)"),
         (["clusters.source=file"], "clusters.source=file needs clusters.file"),
         (["clusters.source=none"], "method clinfonce needs clusters"),
-        (["clusters.attributes=a"], "clusters.attributes must be a list"),
+        (["clusters.attributes={a: 1}"], "clusters.attributes must be a list"),
+        (["clusters.level=-1"], "clusters.level must be >= 0"),
         (["lr=0.1"], "must look like section.key=value"),
     ],
 )

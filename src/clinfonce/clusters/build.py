@@ -1,0 +1,183 @@
+"""The one stage-1 builder: a :class:`~clinfonce.clusters.spec.ClusterSpec` plus the data -> cluster ids.
+
+Both ``clinfonce clusters`` and training call :func:`build`, so a clustering made on the command line and
+one made from a config with the same settings are the same clustering.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from clinfonce.clusters.assignment import ClusterAssignment
+from clinfonce.clusters.attributes import attribute_clusters
+from clinfonce.clusters.hierarchy import Parents, hierarchy_clusters
+from clinfonce.clusters.kmeans import kmeans_clusters
+from clinfonce.clusters.spec import ClusterSpec
+from clinfonce.clusters.wordnet import WordNet
+from clinfonce.data.dataset import AuxInfo, ImageDataset
+from clinfonce.data.tables import read_table, require_columns
+from clinfonce.errors import InputError
+
+
+def build(
+    spec: ClusterSpec,
+    table: pd.DataFrame,
+    aux: AuxInfo | None = None,
+    *,
+    classes: Sequence[Any] | np.ndarray | None = None,
+    features: np.ndarray | None = None,
+    name: str = "the data",
+) -> ClusterAssignment | None:
+    """Cluster the N rows of ``table`` as ``spec`` says; None when ``spec.source`` is ``none``.
+
+    Args:
+        spec: the cluster specification (checked here).
+        table: ``[N]`` rows with the auxiliary columns (and ``path`` for ``source=file``).
+        aux: the auxiliary information the data carries (its own attributes, tags, hierarchy), or None.
+        classes: ``[N]`` class name of each row (None / NaN where unknown), for ``hierarchy`` and ``labels``.
+        features: ``[N, D]`` features for ``kmeans``; default: the ``spec.features`` file.
+        name: what the data is called in messages, e.g. ``"dataset 'cub200'"``.
+
+    Returns:
+        One cluster id per row of ``table``, in table order, with the provenance of how it was made.
+    """
+    spec.check()
+    source = spec.source
+    if source == "none":
+        return None
+    if source == "attributes":
+        return _attributes(spec, table, aux, name)
+    if source == "hierarchy":
+        return _hierarchy(spec, _require_classes(classes, table, name, source), aux, name)
+    if source == "labels":
+        labels = np.asarray(_require_classes(classes, table, name, source), dtype=object)
+        missing = np.asarray(pd.isna(labels), dtype=bool)
+        return ClusterAssignment.from_tokens(
+            labels.astype(str), {"method": "labels", "n_missing": int(missing.sum())}, singleton_rows=missing
+        )
+    if source == "file":
+        return clusters_from_file(spec.file, table)
+    return _kmeans(spec, table, features)
+
+
+def build_for_dataset(
+    spec: ClusterSpec,
+    dataset: ImageDataset,
+    rows: np.ndarray | None = None,
+    features: np.ndarray | None = None,
+) -> ClusterAssignment | None:
+    """:func:`build` on the given table rows of a dataset (default: all), with its auxiliary information
+    and class names; one id per row of ``rows``, in that order."""
+    rows = np.arange(len(dataset)) if rows is None else np.asarray(rows)
+    table = dataset.table.iloc[rows].reset_index(drop=True)
+    names = np.array([*dataset.class_names, None], dtype=object)  # label -1 (unlabelled) -> None
+    classes = names[table["label"].to_numpy()]
+    return build(
+        spec, table, dataset.aux, classes=classes, features=features, name=f"dataset {dataset.name!r}"
+    )
+
+
+def read_parents(path: str | os.PathLike) -> dict[str, list[str]]:
+    """A ``child,parent`` edge table as a parents map (several rows per child for several parents)."""
+    edges = read_table(path)
+    require_columns(edges, ["child", "parent"], path)
+    parents: dict[str, list[str]] = {}
+    for child, parent in zip(edges["child"].astype(str), edges["parent"], strict=True):
+        parents.setdefault(child, [])
+        if not pd.isna(parent):
+            parents[child].append(str(parent))
+    return parents
+
+
+def clusters_from_file(path: str | os.PathLike, table: pd.DataFrame) -> ClusterAssignment:
+    """Clusters from a CSV written by ``clinfonce clusters``: matched on ``path`` when both the file and
+    ``table`` have that column, else by order (then the file must have one row per row of ``table``)."""
+    frame = read_table(path)
+    require_columns(frame, ["cluster"], path)
+    provenance = {**ClusterAssignment.load_metadata(path).get("provenance", {}), "file": str(path)}
+    if "path" in frame.columns and "path" in table.columns:
+        by_path = dict(zip(frame["path"].astype(str), frame["cluster"], strict=True))
+        missing = [p for p in table["path"].astype(str) if p not in by_path]
+        if missing:
+            raise InputError(f"{path}: no cluster for {len(missing)} image(s), e.g. {missing[0]!r}")
+        tokens = np.array([by_path[p] for p in table["path"].astype(str)])
+        return ClusterAssignment.from_tokens(tokens, provenance)
+    if len(frame) != len(table):
+        raise InputError(f"{path}: {len(frame)} rows, but the data to cluster has {len(table)}")
+    return ClusterAssignment.from_tokens(frame["cluster"].to_numpy(), provenance)
+
+
+def _attributes(spec: ClusterSpec, table: pd.DataFrame, aux: AuxInfo | None, name: str) -> ClusterAssignment:
+    if spec.attributes is None and spec.tags is None:
+        columns, tags = (list(aux.attributes), list(aux.tags)) if aux is not None else ([], [])
+        if not columns and not tags:
+            raise InputError(f"{name} has no auxiliary attributes of its own; name attribute or tag columns")
+    else:
+        columns, tags = list(spec.attributes or []), list(spec.tags or [])
+    return attribute_clusters(
+        table,
+        columns,
+        k=spec.top_k,
+        tags=tags,
+        bins=spec.bins or None,
+        top_tags=spec.top_tags,
+        tag_separator=spec.tag_separator,
+    )
+
+
+def _hierarchy(
+    spec: ClusterSpec, classes: Sequence[Any] | np.ndarray, aux: AuxInfo | None, name: str
+) -> ClusterAssignment:
+    labels = np.asarray(classes, dtype=object)
+    hierarchy: str | Parents | None = spec.hierarchy or (aux.hierarchy if aux is not None else None)
+    if hierarchy is None:
+        raise InputError(
+            f"{name} has no class hierarchy of its own; give one (wordnet or a child,parent CSV)"
+        )
+    if hierarchy == "wordnet":
+        present = sorted({str(label) for label in labels if not pd.isna(label)})
+        parents: Parents = WordNet(spec.wordnet_dir).parent_map(present)
+    elif isinstance(hierarchy, str):
+        parents = read_parents(Path(hierarchy))
+    else:
+        parents = hierarchy
+    return hierarchy_clusters(labels, parents, spec.level, path_rule=spec.path_rule)
+
+
+def _kmeans(spec: ClusterSpec, table: pd.DataFrame, features: np.ndarray | None) -> ClusterAssignment:
+    if features is None:
+        if spec.features is None:
+            raise InputError("K-means clusters need features: a .npy file of [N, D] features")
+        try:
+            features = np.load(spec.features, allow_pickle=False, mmap_mode="r")  # assigned in blocks
+        except (ValueError, OSError) as error:
+            raise InputError(f"{spec.features}: cannot read a .npy array: {_one_line(error)}") from error
+    if features.ndim != 2 or len(features) != len(table):
+        where = spec.features or "features"
+        raise InputError(
+            f"{where}: expected [N, D] features with N = {len(table)} rows, got {features.shape}"
+        )
+    return kmeans_clusters(features, spec.k, seed=spec.seed, spherical=spec.spherical)
+
+
+def _require_classes(
+    classes: Sequence[Any] | np.ndarray | None, table: pd.DataFrame, name: str, source: str
+) -> Sequence[Any] | np.ndarray:
+    if classes is None:
+        raise InputError(f"{source} clusters need the class of each row of {name} (a label column)")
+    if len(classes) != len(table):
+        raise ValueError(f"{len(classes)} classes given for {len(table)} rows")
+    return classes
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+__all__ = ["build", "build_for_dataset", "clusters_from_file", "read_parents"]

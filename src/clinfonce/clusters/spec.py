@@ -1,0 +1,87 @@
+"""The cluster specification: what stage 1 should do, as plain typed settings.
+
+One :class:`ClusterSpec` describes every stage-1 source. The ``clinfonce clusters`` command maps its flags
+onto it, a config's ``clusters`` section is one, and :func:`clinfonce.clusters.build` is the one function
+that turns it into a :class:`~clinfonce.clusters.ClusterAssignment`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from clinfonce.errors import InputError
+
+#: Where the cluster ids come from.
+SOURCES = ("attributes", "hierarchy", "labels", "file", "kmeans", "none")
+PATH_RULES = ("first", "shortest")
+
+
+@dataclass
+class ClusterSpec:
+    """Stage 1 as settings. Which fields matter depends on ``source``:
+
+    - ``attributes``: ``attributes`` and ``tags`` (both unset: the dataset's own; naming either uses exactly
+      what is named), ``top_k``, ``top_tags``, ``tag_separator``, ``bins``;
+    - ``hierarchy``: ``hierarchy`` (unset: the dataset's own; ``wordnet``; or a ``child,parent`` CSV),
+      ``level``, ``path_rule``, ``wordnet_dir``;
+    - ``labels``: the downstream labels themselves (Cl-InfoNCE is then SupCon);
+    - ``file``: ``file``, a clusters CSV written by ``clinfonce clusters`` (matched by ``path``);
+    - ``kmeans``: ``k``, ``spherical``, ``seed`` and ``features`` (an ``.npy`` of ``[N, D]`` features);
+    - ``none``: no clusters (SimCLR, SupCon and cross-entropy need none).
+    """
+
+    source: str = field(default="attributes", metadata={"help": "one of " + ", ".join(SOURCES)})
+    attributes: list[str] | None = field(
+        default=None, metadata={"help": "attribute columns (unset with tags: the dataset's own)"}
+    )
+    tags: list[str] | None = field(
+        default=None, metadata={"help": "tag columns (lists or delimited strings)"}
+    )
+    top_k: int = field(default=3, metadata={"help": "combine the k highest-entropy binary attributes"})
+    top_tags: int | None = field(default=None, metadata={"help": "keep the most frequent tags per column"})
+    tag_separator: str | None = field(
+        default=None, metadata={"help": "tag delimiter (default: whitespace, comma, semicolon, bar)"}
+    )
+    bins: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={"help": "numeric column -> number of quantile bins or a list of bin edges"},
+    )
+    hierarchy: str | None = field(
+        default=None,
+        metadata={"help": "'wordnet', a child,parent CSV, or unset for the dataset's own hierarchy"},
+    )
+    level: int = field(default=12, metadata={"help": "depth of the ancestor that names a cluster (root = 0)"})
+    path_rule: str = field(
+        default="first", metadata={"help": "root path of a class with several parents: first | shortest"}
+    )
+    wordnet_dir: str | None = field(
+        default=None, metadata={"help": "WordNet 3.0 database directory (default /usr/share/wordnet)"}
+    )
+    file: str | None = field(default=None, metadata={"help": "a clusters CSV from `clinfonce clusters`"})
+    k: int = field(default=100, metadata={"help": "number of K-means clusters"})
+    spherical: bool = field(default=True, metadata={"help": "K-means on L2-normalised features (cosine)"})
+    seed: int = field(default=0, metadata={"help": "K-means seed"})
+    features: str | None = field(
+        default=None, metadata={"help": ".npy file of [N, D] features, row i = row i of the data"}
+    )
+
+    def check(self, name: Callable[[str], str] = lambda key: f"clusters.{key}") -> ClusterSpec:
+        """Raise :class:`InputError` for a value out of range; ``name(field)`` is how the user wrote the field
+        (a config key or a command-line flag). Opens no file. Returns self."""
+        checks = [
+            (self.source in SOURCES, "source", f"one of {', '.join(SOURCES)}"),
+            (self.top_k >= 1, "top_k", ">= 1"),
+            (self.top_tags is None or self.top_tags >= 1, "top_tags", ">= 1"),
+            (self.level >= 0, "level", ">= 0"),
+            (self.path_rule in PATH_RULES, "path_rule", " or ".join(PATH_RULES)),
+            (self.k >= 1, "k", ">= 1"),
+            (0 <= self.seed < 2**31, "seed", "in 0..2^31-1"),
+        ]
+        for ok, key, expected in checks:
+            if not ok:
+                raise InputError(f"{name(key)} must be {expected}, got {getattr(self, key)!r}")
+        if self.source == "file" and not self.file:
+            raise InputError(f"{name('source')}=file needs {name('file')} (a clusters CSV)")
+        return self

@@ -1,0 +1,284 @@
+"""The run configuration: one typed object, read from YAML, overridden by ``section.key=value`` arguments.
+
+The schema is the dataclasses below; values are merged and type-checked by OmegaConf structured configs
+(through :func:`clinfonce.typed.from_mapping`), which converts what YAML leaves as strings (``1e-3``),
+rejects unknown keys with a "did you mean", and names the key at fault. OmegaConf was chosen over
+jsonargparse because the config is a file plus dotted overrides, not a command line: OmegaConf does exactly
+that merge over plain dataclasses, so the schema stays ordinary Python.
+
+A config file is a path or the name of a config bundled with the package (``shapes``, ``cub200``, ...:
+:func:`bundled_configs`). The dataset's own options (``data.options``) are checked against that dataset's
+typed options (:func:`clinfonce.data.registry.dataset_options`) before any file is opened, and the resolved
+config holds them with their defaults filled in. A run writes its resolved config once, to
+``config.yaml`` in the run directory (:class:`clinfonce.run.RunDir`), and reads it back typed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from clinfonce.clusters.spec import ClusterSpec
+from clinfonce.errors import InputError
+from clinfonce.typed import from_mapping, to_mapping
+
+if TYPE_CHECKING:
+    from clinfonce.data.dataset import ImageDataset
+
+METHODS = ("clinfonce", "simclr", "supcon", "ce")
+OPTIMIZERS = ("sgd", "adamw")
+PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "64-true")
+
+
+@dataclass
+class DataConfig:
+    """Which dataset and how to read it."""
+
+    name: str = "shapes"
+    #: the dataset's options (root directories, image size, seeds, ...): `clinfonce data options NAME`
+    options: dict[str, Any] = field(default_factory=dict)
+    #: side of the training crops in pixels; None = the dataset's image size
+    crop_size: int | None = None
+    num_workers: int = 0
+    #: leave unreadable images out (listed in the run's skipped.csv) instead of stopping at the first
+    skip_bad: bool = False
+
+    def load(self) -> ImageDataset:
+        """The dataset this section names, read with its options."""
+        from clinfonce.data.registry import load_dataset
+
+        return load_dataset(self.name, self.options, skip_bad=self.skip_bad)
+
+
+@dataclass
+class ModelConfig:
+    backbone: str = "small"
+    #: 3x3 stride-1 stem without max-pool for ResNets on small (e.g. 32-px) images
+    small_images: bool = True
+    head_dim: int = 128
+    #: channels of the first block of the small backbone (its features: 8 x width)
+    width: int = 32
+    #: channels-last memory layout: faster convolutions on CPUs and with mixed precision on GPUs
+    channels_last: bool = True
+
+
+@dataclass
+class MethodConfig:
+    #: clinfonce (cluster ids from stage 1) | simclr | supcon (downstream labels) | ce (cross-entropy)
+    name: str = "clinfonce"
+    temperature: float = 0.1
+    #: multiply the loss by temperature / base_temperature (the authors' code: 0.07); None = off
+    base_temperature: float | None = None
+    #: augmented views per image for the contrastive methods (cross-entropy always trains on one)
+    views: int = 2
+
+    @property
+    def n_views(self) -> int:
+        """Views per image this method trains on."""
+        return 1 if self.name == "ce" else self.views
+
+
+@dataclass
+class OptimConfig:
+    #: sgd (the paper: Nesterov momentum 0.95) | adamw (often steadier for short runs)
+    name: str = "sgd"
+    batch_size: int = 128
+    lr: float = 0.03
+    momentum: float = 0.95
+    nesterov: bool = True
+    weight_decay: float = 1e-4
+    #: linear warm-up length in epochs (may be fractional), then cosine decay to 0
+    warmup_epochs: float = 1.0
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    seed: int = 0
+    #: run directory; None = runs/<dataset>-<method>-<time>
+    out: str | None = None
+    precision: str = "32-true"
+    accelerator: str = "auto"
+    devices: int | str = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+    checkpoint_every_n_epochs: int = 1
+    #: also keep a checkpoint every this many optimizer steps (None: only per epoch)
+    checkpoint_every_n_steps: int | None = None
+    log_every_n_steps: int = 10
+    progress_bar: bool = True
+    #: a checkpoint path, "auto" (the run directory's last checkpoint if any) or None
+    resume: str | None = None
+
+
+@dataclass
+class EvalConfig:
+    #: run the linear probe and kNN after training
+    enabled: bool = True
+    probe_epochs: int = 100
+    val_fraction: float = 0.1
+    knn_k: list[int] = field(default_factory=lambda: [20, 200])
+    batch_size: int = 256
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    clusters: ClusterSpec = field(default_factory=ClusterSpec)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dicts (what ``config.yaml`` holds)."""
+        return to_mapping(self)
+
+
+def bundled_configs() -> list[str]:
+    """Names of the configs shipped inside the package (one per dataset)."""
+    folder = resources.files("clinfonce") / "configs"
+    return sorted(item.name[: -len(".yaml")] for item in folder.iterdir() if item.name.endswith(".yaml"))
+
+
+def load_config(
+    config: str | Path | Mapping[str, Any] | Config | None = None,
+    overrides: Sequence[str] | Mapping[str, Any] = (),
+) -> Config:
+    """The resolved config: a file or bundled config (or a mapping, or the defaults), then ``overrides``.
+
+    Args:
+        config: a YAML path, the name of a bundled config (``"shapes"``), a nested mapping, a
+            :class:`Config`, or None for the defaults.
+        overrides: ``["optim.lr=0.1", ...]`` (values are YAML: ``clusters.attributes=[a,b]``,
+            ``train.out=null``; lists may also be written ``a,b``), or a mapping ``{"optim.lr": 0.1}``.
+
+    Raises:
+        InputError: the file is missing or not YAML, a key is unknown, a value has the wrong type or range,
+            or the dataset's options are wrong. The message names the key.
+    """
+    data = _read(config)
+    items = overrides.items() if isinstance(overrides, Mapping) else map(_parse_override, overrides)
+    for key, value in items:
+        _set_nested(data, key, value)
+    return resolve(from_mapping(Config, data, "config"))
+
+
+def resolve(config: Config) -> Config:
+    """Check ``config`` across fields and fill in the dataset's option defaults; returns a new config.
+
+    Opens no file: the dataset options are only type-checked here (the loader reports missing folders).
+    """
+    from clinfonce.data.registry import dataset_options
+
+    checks = [
+        (config.method.name in METHODS, "method.name", f"one of {', '.join(METHODS)}"),
+        (config.optim.name in OPTIMIZERS, "optim.name", f"one of {', '.join(OPTIMIZERS)}"),
+        (config.train.precision in PRECISIONS, "train.precision", f"one of {', '.join(PRECISIONS)}"),
+        (config.method.temperature > 0, "method.temperature", "> 0"),
+        (config.method.views >= 1, "method.views", ">= 1"),
+        (config.model.width >= 1, "model.width", ">= 1"),
+        (config.optim.batch_size >= 2, "optim.batch_size", ">= 2"),
+        (config.optim.lr > 0, "optim.lr", "> 0"),
+        (0 <= config.optim.momentum < 1, "optim.momentum", "in [0, 1)"),
+        (config.optim.weight_decay >= 0, "optim.weight_decay", ">= 0"),
+        (config.optim.warmup_epochs >= 0, "optim.warmup_epochs", ">= 0"),
+        (config.train.epochs >= 1, "train.epochs", ">= 1"),
+        (config.train.checkpoint_every_n_epochs >= 1, "train.checkpoint_every_n_epochs", ">= 1"),
+        (
+            config.train.checkpoint_every_n_steps is None or config.train.checkpoint_every_n_steps >= 1,
+            "train.checkpoint_every_n_steps",
+            ">= 1 or null",
+        ),
+        (0 < config.eval.val_fraction < 1, "eval.val_fraction", "in (0, 1)"),
+        (all(k >= 1 for k in config.eval.knn_k), "eval.knn_k", "positive integers"),
+        (config.data.num_workers >= 0, "data.num_workers", ">= 0"),
+    ]
+    for ok, key, expected in checks:
+        if not ok:
+            section, name = key.split(".")
+            value = getattr(getattr(config, section), name)
+            raise InputError(f"config: {key} must be {expected}, got {value!r}")
+    try:
+        config.clusters.check()
+    except InputError as error:
+        raise InputError(f"config: {error}") from None
+    if config.method.name == "clinfonce" and config.clusters.source == "none":
+        raise InputError(
+            "config: method clinfonce needs clusters: set clusters.source (or use method simclr)"
+        )
+    options = dataset_options(config.data.name, config.data.options)
+    data = dataclasses.replace(config.data, options=to_mapping(options))
+    return dataclasses.replace(config, data=data)
+
+
+def save_config(config: Config, path: str | Path) -> None:
+    """Write the resolved config as YAML, atomically."""
+    from clinfonce._io import atomic_open
+
+    with atomic_open(path, "w", encoding="utf-8") as handle:
+        yaml.safe_dump(config.to_dict(), handle, sort_keys=False)
+
+
+def config_yaml(config: Config) -> str:
+    """The config as YAML text (what ``--print-config`` shows and ``config.yaml`` holds)."""
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)
+
+
+def _read(config: str | Path | Mapping[str, Any] | Config | None) -> dict[str, Any]:
+    if config is None:
+        return {}
+    if isinstance(config, Config):
+        return config.to_dict()
+    if isinstance(config, Mapping):
+        return _plain(config)
+    path = Path(config)
+    if not path.is_file():
+        bundled = resources.files("clinfonce") / "configs" / f"{config}.yaml"
+        if path.suffix or not bundled.is_file():
+            names = ", ".join(bundled_configs())
+            raise InputError(f"{path}: no such config file (bundled configs: {names})")
+        return _parse_yaml(bundled.read_text(encoding="utf-8"), f"bundled config {config!r}")
+    return _parse_yaml(path.read_text(encoding="utf-8"), str(path))
+
+
+def _parse_yaml(text: str, where: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as error:
+        raise InputError(f"{where}: not valid YAML: {' '.join(str(error).split())}") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{where}: the config must be a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def _parse_override(item: str) -> tuple[str, Any]:
+    key, sep, text = item.partition("=")
+    if not sep or "." not in key:
+        raise InputError(f"override {item!r} must look like section.key=value, e.g. optim.lr=0.1")
+    try:
+        return key.strip(), yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise InputError(f"override {item!r}: cannot parse the value") from None
+
+
+def _set_nested(data: dict[str, Any], key: str, value: Any) -> None:
+    *sections, name = key.split(".")
+    for section in sections:
+        if data.get(section) is None:
+            data[section] = {}
+        data = data[section]
+        if not isinstance(data, dict):
+            raise InputError(f"override of {key}: {section!r} is not a section")
+    data[name] = value
+
+
+def _plain(mapping: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _plain(v) if isinstance(v, Mapping) else v for k, v in mapping.items()}

@@ -1,0 +1,114 @@
+"""Finishing a file-backed dataset: screen its image files, encode labels, carve the validation split.
+
+Every file-backed source lists its images in a table (``path`` relative to a root, ``class``, ``split`` and
+auxiliary columns) and hands it to :func:`file_dataset` with its :class:`~clinfonce.data.options.FileOptions`.
+Every image is opened once up front (see :func:`~clinfonce.data.files.screen_files`): the first bad file is
+an error naming it, unless ``skip_bad=True`` leaves bad files out and lists them in
+:attr:`ImageDataset.skipped <clinfonce.data.dataset.ImageDataset.skipped>`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from clinfonce.data.dataset import AuxInfo, ImageDataset, encode_labels
+from clinfonce.data.files import FileImageLoader, check_image_options, screen_files, size_pair
+from clinfonce.data.options import FileOptions
+from clinfonce.data.paths import WNID
+from clinfonce.data.splits import with_validation
+from clinfonce.errors import InputError
+
+#: ImageNet statistics, the default normalisation of generic image folders and tables.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def file_dataset(
+    name: str,
+    table: pd.DataFrame,
+    root: Path,
+    options: FileOptions,
+    *,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+    aux: AuxInfo | None = None,
+    skip_bad: bool = False,
+    source: str | None = None,
+    rows: Sequence[object] | None = None,
+    all_classes: Sequence[str] | None = None,
+) -> ImageDataset:
+    """Finish a file-backed dataset: screen the files, encode labels, carve a validation split.
+
+    Args:
+        name: the dataset's name.
+        table: one row per image with ``path`` (relative to ``root``), ``class`` (class name, or
+            None/NaN for no label), ``split`` and any auxiliary columns. ``class`` is replaced by ``label``.
+        root: the directory paths are relative to.
+        options: the source's options: image size and conversion (see
+            :class:`~clinfonce.data.files.FileImageLoader`), the file check, the validation split.
+        mean, std: normalisation statistics (1 or 3 values each).
+        aux: the auxiliary information.
+        skip_bad: leave bad files out instead of failing (see :func:`~clinfonce.data.files.screen_files`).
+        source, rows: the metadata file and the row names of ``table``, for error messages.
+        all_classes: the source's full class list, if it declares one (see :func:`~clinfonce.data.dataset.encode_labels`).
+    """
+    check_image_options(options.channels, options.resize)  # before the slow file screening
+    size = size_pair(options.image_size)
+    table = table.reset_index(drop=True)
+    keep, skipped = screen_files(
+        root,
+        table["path"].tolist(),
+        skip_bad=skip_bad,
+        check=options.check_files,
+        rows=rows,
+        source=source,
+        workers=options.workers,
+        max_pixels=options.max_pixels,
+    )
+    if not keep.all():
+        table = table.loc[keep].reset_index(drop=True)
+    if table.empty:
+        raise InputError(f"{source or root}: no readable images ({len(skipped)} bad file(s) left out)")
+    labels, class_names = encode_labels(table["class"].tolist(), all_classes)
+    table = table.drop(columns="class")
+    table.insert(1, "label", labels)
+    table["split"] = with_validation(
+        table["split"], labels, table["path"].to_numpy(str), options.val_fraction, options.seed
+    )
+    return ImageDataset(
+        name=name,
+        table=table,
+        class_names=class_names,
+        loader=FileImageLoader(
+            root, table["path"].tolist(), size, options.channels, options.resize, options.max_pixels
+        ),
+        image_size=size,
+        mean=triple(mean, "mean"),
+        std=triple(std, "std"),
+        aux=aux or AuxInfo(),
+        root=root,
+        skipped=skipped,
+    )
+
+
+def check_wordnet_classes(classes: Sequence[str], source: str) -> None:
+    """:class:`InputError` unless every class name is a WordNet id (``hierarchy="wordnet"``)."""
+    bad = [name for name in classes if not WNID.match(name)]
+    if bad:
+        raise InputError(
+            f"{source}: hierarchy='wordnet' needs classes named by WordNet ids (n + 8 digits); "
+            f"{len(bad)} are not, e.g. {bad[0]!r}"
+        )
+
+
+def triple(values: Sequence[float], what: str) -> tuple[float, float, float]:
+    """Three per-channel values from 1 or 3; :class:`InputError` naming ``what`` otherwise."""
+    values = [float(v) for v in values]
+    if len(values) == 1:
+        values = values * 3
+    if len(values) != 3:
+        raise InputError(f"{what} must have 1 or 3 values, got {values}")
+    return (values[0], values[1], values[2])

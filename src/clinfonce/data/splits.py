@@ -1,0 +1,109 @@
+"""Split rules: seeded stratified picks, validation splits carved from training rows, split names.
+
+Seeded splits (:func:`stratified_pick`), used by every source without a split of its own:
+
+- within each stratum (class), rows are ordered by their path, then permuted by a generator seeded with
+  ``(seed, crc32(class name))``, so a class's split depends only on the seed and its own files;
+- ``round(n * fraction)`` rows of a class of ``n`` are picked, at most ``n - 1``: every class keeps at
+  least one training image;
+- a test split is drawn first (when the source has none); a validation split (``val_fraction``, default
+  0) is then drawn from the remaining training rows the same way (:func:`with_validation`).
+
+Split cells of a metadata table are read by :func:`normalise_split`: ``train`` / ``val`` / ``test``, case-
+insensitive, with the synonyms of :data:`SPLIT_NAMES`.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from clinfonce.data.dataset import is_missing
+from clinfonce.errors import InputError
+
+#: Test fraction of the seeded stratified split when a folder or table has no split of its own.
+DEFAULT_TEST_FRACTION = 0.2
+#: Split cell (lower case, stripped) -> split name.
+SPLIT_NAMES = {
+    "train": "train",
+    "training": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "dev": "val",
+    "test": "test",
+    "testing": "test",
+}
+
+
+def stratified_pick(
+    strata: Sequence[object] | np.ndarray,
+    keys: Sequence[str] | np.ndarray,
+    fraction: float,
+    seed: int,
+    eligible: np.ndarray | None = None,
+) -> np.ndarray:
+    """Pick a seeded, stratified ``fraction`` of rows (rules in the module docstring).
+
+    Args:
+        strata: ``[N]`` the stratum (class) of each row; missing values form one stratum.
+        keys: ``[N]`` a stable sort key of each row (its path), so the pick ignores file-listing order.
+        fraction: in ``[0, 1)``.
+        seed: the seed.
+        eligible: ``bool [N]`` rows that may be picked (default: all).
+
+    Returns:
+        ``bool [N]``: the picked rows.
+    """
+    fraction = float(fraction)
+    if not 0 <= fraction < 1:
+        raise InputError(f"a split fraction must be in [0, 1), got {fraction}")
+    n = len(keys)
+    picked = np.zeros(n, dtype=bool)
+    rows = np.arange(n) if eligible is None else np.flatnonzero(eligible)
+    if fraction == 0 or len(rows) == 0:
+        return picked
+    names = pd.Series(np.asarray(strata, dtype=object)[rows]).map(lambda v: "" if pd.isna(v) else str(v))
+    codes, uniques = pd.factorize(names, sort=True)
+    order = np.lexsort((np.asarray(keys, dtype=str)[rows], codes))
+    bounds = np.flatnonzero(np.diff(codes[order])) + 1
+    for group in np.split(order, bounds):
+        name = uniques[codes[group[0]]]
+        count = len(group)
+        take = min(int(np.floor(count * fraction + 0.5)), count - 1)
+        if take <= 0:
+            continue
+        rng = np.random.default_rng([int(seed), zlib.crc32(name.encode("utf-8"))])
+        picked[rows[group[rng.permutation(count)[:take]]]] = True
+    return picked
+
+
+def with_validation(
+    split: pd.Series, labels: np.ndarray, keys: np.ndarray, fraction: float, seed: int
+) -> pd.Series:
+    """``split`` with a stratified ``fraction`` of each class's training rows moved to ``"val"``.
+
+    Args:
+        split: ``[N]`` split names.
+        labels: ``[N]`` the strata (class ids).
+        keys: ``[N]`` strings that order the rows within a class before the seeded draw (e.g. paths).
+        fraction: share of each class's training rows to move (0: none).
+        seed: seed of the draw (see :func:`stratified_pick`).
+    """
+    values = split.to_numpy(dtype=object).copy()
+    if fraction:
+        values[stratified_pick(labels, keys, fraction, seed, values == "train")] = "val"
+    return pd.Series(values, dtype=object)
+
+
+def normalise_split(value: object, where: str) -> str:
+    """``"train"`` / ``"val"`` / ``"test"`` from a split cell (case-insensitive; training, validation, valid,
+    dev and testing are accepted too); anything else is an :class:`InputError` naming ``where``."""
+    text = "" if is_missing(value) else str(value)
+    split = SPLIT_NAMES.get(text.strip().lower())
+    if split is None:
+        raise InputError(f"{where}: split {value!r} is not one of train, val, test")
+    return split
