@@ -34,6 +34,7 @@ demo: install
 	$(BIN)/clinfonce demo --out $(DEMO_OUT)
 
 bench: install
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python benchmarks/bench_loss.py
 	$(BIN)/python benchmarks/bench_attribute_clusters.py
 	$(BIN)/python benchmarks/bench_augment.py

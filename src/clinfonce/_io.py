@@ -11,6 +11,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+#: Part of the name of every temporary file :func:`atomic_open` and :func:`atomic_write_with` create; a
+#: process killed mid-write leaves one behind, which :func:`remove_stale_temporaries` clears.
+TEMP_MARKER = ".clinfonce-tmp-"
+
 
 @contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iterator[IO]:
@@ -38,7 +42,7 @@ def _replacing(path: str | os.PathLike, suffix: str) -> Iterator[tuple[int, Path
     succeeds and deleted if it fails."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}{TEMP_MARKER}", suffix=suffix)
     _default_permissions(fd)
     try:
         yield fd, Path(tmp)
@@ -46,6 +50,18 @@ def _replacing(path: str | os.PathLike, suffix: str) -> Iterator[tuple[int, Path
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> int:
+    """Delete the temporary files that killed writers left in ``folder`` (not below it); returns how many.
+
+    Only call this while no other process writes into ``folder`` (e.g. holding the run directory's lock).
+    """
+    removed = 0
+    for path in Path(folder).glob(f".*{TEMP_MARKER}*"):
+        path.unlink(missing_ok=True)
+        removed += 1
+    return removed
 
 
 def _default_permissions(fd: int) -> None:

@@ -21,7 +21,7 @@ from clinfonce.clusters import ClusterSpec, build, build_for_dataset, cluster_st
 from clinfonce.clusters.spec import PATH_RULES, SOURCES
 from clinfonce.data.registry import DATASETS, load_dataset
 from clinfonce.data.tables import read_table, require_columns
-from clinfonce.errors import InputError
+from clinfonce.errors import InputError, RunStopped
 
 EXIT_USER_ERROR = 2
 
@@ -38,8 +38,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (InputError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as error:
         print(f"clinfonce {args.command}: error: {_one_line(error)}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except RunStopped as stopped:
+        print(f"clinfonce {args.command}: {_one_line(stopped)}", file=sys.stderr)
+        return stopped.exit_status
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print(f"clinfonce {args.command}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 -- silence the interpreter's flush at exit
@@ -344,6 +347,9 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
         "last checkpoint (same as train.resume=auto)",
     )
     p.add_argument(
+        "--overwrite", action="store_true", help="replace the run already in train.out (it is deleted)"
+    )
+    p.add_argument(
         "--skip-bad",
         action="store_true",
         help="leave unreadable images out (listed in the run's skipped.csv) instead of stopping at the first",
@@ -418,7 +424,7 @@ def _run_train(args: argparse.Namespace) -> int:
 
     _quiet_lightning()
     dataset = config.data.load()
-    run = train(config, dataset=dataset)
+    run = train(config, dataset=dataset, overwrite=args.overwrite)
     print(f"trained: {run.path}")
     if config.eval.enabled and not args.no_eval and rank_zero_only.rank == 0:  # one evaluation per run
         metrics = evaluate_checkpoint(run.path, dataset=dataset)

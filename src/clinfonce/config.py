@@ -16,6 +16,7 @@ config holds them with their defaults filled in. A run writes its resolved confi
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -111,6 +112,11 @@ class TrainConfig:
     checkpoint_every_n_epochs: int = 1
     #: also keep a checkpoint every this many optimizer steps (None: only per epoch)
     checkpoint_every_n_steps: int | None = None
+    #: keep the newest this many checkpoints of each schedule (plus last.ckpt); older ones are deleted
+    keep_checkpoints: int = 3
+    #: optimizer steps with a non-finite loss or gradient that may be skipped (counted in the report)
+    #: before training stops; 0: stop at the first
+    max_bad_steps: int = 0
     log_every_n_steps: int = 10
     progress_bar: bool = True
     #: a checkpoint path, "auto" (the run directory's last checkpoint if any) or None
@@ -192,6 +198,8 @@ def resolve(config: Config) -> Config:
         (config.optim.warmup_epochs >= 0, "optim.warmup_epochs", ">= 0"),
         (config.train.epochs >= 1, "train.epochs", ">= 1"),
         (config.train.checkpoint_every_n_epochs >= 1, "train.checkpoint_every_n_epochs", ">= 1"),
+        (config.train.keep_checkpoints >= 1, "train.keep_checkpoints", ">= 1"),
+        (config.train.max_bad_steps >= 0, "train.max_bad_steps", ">= 0"),
         (
             config.train.checkpoint_every_n_steps is None or config.train.checkpoint_every_n_steps >= 1,
             "train.checkpoint_every_n_steps",
@@ -201,6 +209,12 @@ def resolve(config: Config) -> Config:
         (all(k >= 1 for k in config.eval.knn_k), "eval.knn_k", "positive integers"),
         (config.data.num_workers >= 0, "data.num_workers", ">= 0"),
     ]
+    finite = [
+        (f"{section}.{f.name}", getattr(getattr(config, section), f.name))
+        for section in ("method", "optim", "eval")
+        for f in dataclasses.fields(getattr(config, section))
+    ]
+    checks += [(math.isfinite(v), k, "a finite number") for k, v in finite if isinstance(v, float)]
     for ok, key, expected in checks:
         if not ok:
             section, name = key.split(".")

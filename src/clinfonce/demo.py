@@ -12,6 +12,7 @@ The paper's claim to see: SimCLR < Cl-InfoNCE < SupCon.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from clinfonce.config import Config, load_config
 from clinfonce.data.dataset import ImageDataset
 from clinfonce.data.synthetic import ATTRIBUTE_COLUMNS, shapes_dataset
 from clinfonce.evaluation.pipeline import evaluate_checkpoint
-from clinfonce.run import RunDir
+from clinfonce.run import RunDir, config_differences
 from clinfonce.training.engine import train
 
 METHODS = ("simclr", "clinfonce", "supcon")
@@ -96,7 +97,11 @@ def run_demo(
         for method in METHODS:
             run_dir = out / "runs" / f"{method}-seed{seed}"
             started = time.perf_counter()
-            train(_config(method, seed, run_dir, settings, progress), dataset=dataset)
+            config = _config(method, seed, run_dir, settings, progress)
+            run = RunDir(run_dir)
+            # the same settings continue (or re-use) the run there; other settings replace it, never mix
+            same = run.exists() and not config_differences(run.config(), config, allowed=("train.resume",))
+            train(config if same else replace_resume(config, None), dataset=dataset, overwrite=not same)
             seconds = time.perf_counter() - started
             metrics = evaluate_checkpoint(run_dir, dataset=dataset, device="cpu")
             row = {
@@ -144,6 +149,11 @@ def _config(method: str, seed: int, run_dir: Path, settings: DemoSettings, progr
             "eval": {"probe_epochs": settings.probe_epochs},
         }
     )
+
+
+def replace_resume(config: Config, resume: str | None) -> Config:
+    """``config`` with another ``train.resume``."""
+    return dataclasses.replace(config, train=dataclasses.replace(config.train, resume=resume))
 
 
 def ordering_holds(table: pd.DataFrame) -> pd.Series:

@@ -18,15 +18,25 @@ knows a file name of a run.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
-from collections.abc import Mapping, Sequence
+import os
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import yaml
 
-from clinfonce._io import atomic_open, atomic_write_with, write_json
+from clinfonce._io import (
+    TEMP_MARKER,
+    atomic_open,
+    atomic_write_with,
+    load_checkpoint,
+    remove_stale_temporaries,
+    write_json,
+)
 from clinfonce.clusters import ClusterAssignment, ClusterStats
 from clinfonce.config import Config, save_config
 from clinfonce.errors import InputError
@@ -34,19 +44,38 @@ from clinfonce.typed import from_mapping
 
 #: The training-loss column of the CSV log, one value per epoch.
 EPOCH_LOSS_KEY = "train/loss_epoch"
+#: Config keys that may differ when a run is resumed: they change how long it trains, how it reports and
+#: how fast it reads data, not what one training step computes.
+RESUMABLE_KEYS = (
+    "train.epochs",
+    "train.resume",
+    "train.progress_bar",
+    "train.log_every_n_steps",
+    "train.checkpoint_every_n_epochs",
+    "train.checkpoint_every_n_steps",
+    "train.keep_checkpoints",
+    "data.num_workers",
+    "data.options.workers",
+    "eval.",
+)
+#: Paths of this process's held run-directory locks (a lock is taken once per process).
+_HELD: dict[Path, int] = {}
 
 
 class RunDir:
     """One run's directory. Creating the object touches nothing on disk."""
 
+    LOCK = ".lock"
     CONFIG = "config.yaml"
     ENVIRONMENT = "environment.json"
     ENVIRONMENT_RESUMED = "environment.resumed.json"
     CLUSTERS = "clusters.csv"
     CLUSTER_STATS = "cluster_stats.json"
+    TRAINING = "training.json"
     SKIPPED = "skipped.csv"
     CHECKPOINTS = "checkpoints"
     LAST_CHECKPOINT = "last.ckpt"
+    DEBUG_PREFIX = "debug-"
     LOGS = "logs"
     METRICS_CSV = "metrics.csv"
     ENCODER = "encoder.pt"
@@ -97,6 +126,76 @@ class RunDir:
     def exists(self) -> bool:
         """Whether a run was started here (its config is written first)."""
         return self.config_path.is_file()
+
+    def is_free(self) -> bool:
+        """Whether a new run may start here: the folder is absent or empty (but for the lock and temporary
+        files a killed run can leave before it wrote its config)."""
+        if not self.path.exists():
+            return True
+        return self.path.is_dir() and all(
+            entry.name == self.LOCK or TEMP_MARKER in entry.name for entry in self.path.iterdir()
+        )
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the run directory for this process while the block runs; another process that tries is
+        refused at once with an :class:`InputError` (the lock dies with its process, so a killed run never
+        leaves the directory locked). Stale temporary files of killed writers are cleared on entry."""
+        key = self.path.absolute()
+        if key in _HELD:
+            yield
+            return
+        self.path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path / self.LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise InputError(
+                f"{self.path} is in use by another clinfonce process (pid {holder}); wait for it to end"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        _HELD[key] = fd
+        try:
+            for folder in (self.path, self.checkpoints_dir, self.logs_dir):
+                remove_stale_temporaries(folder)
+            yield
+        finally:
+            del _HELD[key]
+            (self.path / self.LOCK).unlink(missing_ok=True)
+            os.close(fd)
+
+    # ------------------------------------------------------------------------------------- checkpoints
+    def newest_checkpoint(self) -> Path | None:
+        """The loadable training checkpoint with the highest global step (``last.ckpt`` on a tie); debug
+        checkpoints are never chosen. Unreadable files are passed over (a kill cannot leave one: checkpoints
+        are written atomically, but a disk can still corrupt them)."""
+        best: tuple[int, int, Path] | None = None
+        for path in sorted(self.checkpoints_dir.glob("*.ckpt")) if self.checkpoints_dir.is_dir() else []:
+            if path.name.startswith(self.DEBUG_PREFIX) or TEMP_MARKER in path.name:
+                continue
+            step = checkpoint_step(path)
+            if step is None:
+                continue
+            candidate = (step, path.name == self.LAST_CHECKPOINT, path)
+            if best is None or candidate[:2] > best[:2]:
+                best = candidate
+        return None if best is None else best[2]
+
+    def debug_checkpoint(self, step: int) -> Path:
+        """Where the checkpoint of a step that went non-finite is written."""
+        return self.checkpoints_dir / f"{self.DEBUG_PREFIX}step{step:08d}.ckpt"
+
+    # -------------------------------------------------------------------------------- training summary
+    def write_training(self, summary: Mapping[str, Any]) -> None:
+        """What the trainer reports besides the curve (steps skipped as non-finite, ...)."""
+        write_json(self.path / self.TRAINING, dict(summary))
+
+    def training(self) -> dict[str, Any]:
+        path = self.path / self.TRAINING
+        return json.loads(path.read_text()) if path.is_file() else {}
 
     # ------------------------------------------------------------------------------------------ config
     def write_config(self, config: Config) -> None:
@@ -177,3 +276,36 @@ class RunDir:
     def metrics(self) -> dict[str, Any] | None:
         path = self.path / self.METRICS
         return json.loads(path.read_text()) if path.is_file() else None
+
+
+def checkpoint_step(path: str | Path) -> int | None:
+    """The global step a Lightning checkpoint was saved at, or None when the file is not a loadable
+    training checkpoint. Only the plain data is read (tensors are memory-mapped)."""
+    try:
+        step = load_checkpoint(path, mmap=True).get("global_step")
+    except (InputError, OSError):
+        return None
+    return step if isinstance(step, int) else None
+
+
+def config_differences(old: Config, new: Config, allowed: Sequence[str] = RESUMABLE_KEYS) -> list[str]:
+    """Dotted keys whose values differ between two configs, except those ``allowed`` (a key, or a prefix
+    ending in ``.``)."""
+    flat_old, flat_new = _flatten(old.to_dict()), _flatten(new.to_dict())
+    keys = sorted(set(flat_old) | set(flat_new))
+    return [
+        key
+        for key in keys
+        if flat_old.get(key) != flat_new.get(key)
+        and not any(key == a or (a.endswith(".") and key.startswith(a)) for a in allowed)
+    ]
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, Mapping) and value:
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat

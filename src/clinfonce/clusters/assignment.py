@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from clinfonce._io import atomic_write_with, json_default, write_json
+from clinfonce._io import json_default, write_json
 
 
 @dataclass(frozen=True)
@@ -129,17 +129,21 @@ class ClusterAssignment:
         return cls(ids=ids, provenance=dict(provenance), keys=tuple(keys))
 
     def save(self, path: str | os.PathLike, columns: Mapping[str, Sequence[Any]] | None = None) -> Path:
-        """Write ``path`` (CSV: the given ``columns``, then ``cluster``) and the provenance JSON beside it.
+        """Write ``path`` (the given ``columns``, then ``cluster``) and the provenance JSON beside it.
 
-        The JSON goes to ``path`` with suffix ``.json`` and holds the provenance, counts and the keys.
-        Both files are written atomically. Returns the JSON path.
+        The table's format is the one its extension names (``.csv``, ``.tsv``, ``.parquet``; anything else is
+        an :class:`~clinfonce.errors.InputError`, raised before anything is written). The JSON goes to
+        ``path`` with suffix ``.json`` and holds the provenance, counts and the keys. Both files are written
+        atomically. Returns the JSON path.
         """
+        from clinfonce.data.tables import write_table
+
         path = Path(path)
         frame = pd.DataFrame({name: list(values) for name, values in (columns or {}).items()})
         if len(frame.columns) and len(frame) != self.n:
             raise ValueError(f"columns have {len(frame)} rows, the assignment has {self.n}")
         frame["cluster"] = self.ids
-        atomic_write_with(path, lambda tmp: frame.to_csv(tmp, index=False))
+        write_table(frame, path)
         json_path = path.with_suffix(".json")
         write_json(json_path, self.to_json())
         return json_path
@@ -161,9 +165,11 @@ class ClusterAssignment:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> ClusterAssignment:
-        """Read what :meth:`save` wrote (the CSV's ``cluster`` column and the JSON beside it)."""
+        """Read what :meth:`save` wrote (the table's ``cluster`` column and the JSON beside it)."""
+        from clinfonce.data.tables import read_table
+
         path = Path(path)
-        frame = pd.read_csv(path)
+        frame = read_table(path)
         if "cluster" not in frame.columns:
             raise ValueError(f"{path}: no 'cluster' column")
         meta = cls.load_metadata(path)

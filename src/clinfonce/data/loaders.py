@@ -32,18 +32,28 @@ class EpochSeededSampler(Sampler[int]):
 
     Lightning calls :meth:`set_epoch` before every epoch, so a run resumed from an epoch checkpoint visits
     the samples in the same order as an uninterrupted run (a plain ``RandomSampler`` draws from the global
-    RNG, whose state is not in the checkpoint).
+    RNG, whose state is not in the checkpoint). :meth:`resume_within` makes a run resumed from a checkpoint
+    saved in the middle of an epoch see the rest of that epoch's permutation, and nothing else.
     """
 
     def __init__(self, n: int, seed: int) -> None:
         self.n, self.seed, self.epoch = n, seed, 0
+        self._skip: tuple[int, int] | None = None  # (epoch, samples to skip) for one iteration
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def resume_within(self, epoch: int, samples: int) -> None:
+        """Leave out the first ``samples`` of epoch ``epoch``'s permutation (they were trained on before the
+        checkpoint); 0 leaves nothing out."""
+        self._skip = (epoch, samples) if samples else None
+
     def __iter__(self) -> Iterator[int]:
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        return iter(torch.randperm(self.n, generator=generator).tolist())
+        order = torch.randperm(self.n, generator=generator).tolist()
+        if self._skip is not None and self._skip[0] == self.epoch:
+            order, self._skip = order[self._skip[1] :], None
+        return iter(order)
 
     def __len__(self) -> int:
         return self.n

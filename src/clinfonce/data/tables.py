@@ -65,3 +65,25 @@ def require_columns(table: pd.DataFrame, columns: Sequence[str], source: str | o
             f"{source}: unknown column(s) {', '.join(map(repr, unknown))}; "
             f"the table has: {', '.join(map(str, table.columns))}"
         )
+
+
+#: Table types :func:`write_table` writes, by file extension.
+WRITABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
+
+
+def write_table(frame: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Write ``frame`` in the format its extension names (CSV, TSV or Parquet), atomically, readable by
+    :func:`read_table`; any other extension is an :class:`InputError`."""
+    from clinfonce._io import atomic_write_with
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in WRITABLE_SUFFIXES:
+        raise InputError(
+            f"{path}: cannot write a {suffix or 'extension-less'} table; use .csv, .tsv or .parquet"
+        )
+    if suffix in (".parquet", ".pq"):
+        atomic_write_with(path, lambda tmp: frame.to_parquet(tmp, index=False))
+    else:
+        sep = "\t" if suffix == ".tsv" else ","
+        atomic_write_with(path, lambda tmp: frame.to_csv(tmp, sep=sep, index=False))

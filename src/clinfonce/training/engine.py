@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, OnExceptionCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
@@ -19,27 +21,43 @@ from clinfonce.clusters import ClusterAssignment, build_for_dataset, cluster_sta
 from clinfonce.config import Config
 from clinfonce.data.dataset import ImageDataset
 from clinfonce.data.loaders import train_loader
-from clinfonce.errors import InputError
+from clinfonce.errors import InputError, RunStopped
 from clinfonce.models import ENCODER_FORMAT
-from clinfonce.run import RunDir
+from clinfonce.run import RESUMABLE_KEYS, RunDir, config_differences
+from clinfonce.training.checkpoints import AtomicCheckpointIO, checkpointers
 from clinfonce.training.csv_log import ResumableCSVLogger
 from clinfonce.training.environment import environment
+from clinfonce.training.guards import NonFiniteGuard
 from clinfonce.training.module import ContrastiveModule
 
 
-def train(config: Config, callbacks: Sequence[Callback] = (), dataset: ImageDataset | None = None) -> RunDir:
+def train(
+    config: Config,
+    callbacks: Sequence[Callback] = (),
+    dataset: ImageDataset | None = None,
+    overwrite: bool = False,
+) -> RunDir:
     """Run stage 1 and train the encoder; return the run directory.
+
+    A run never mixes with another: training into a directory that holds a run needs ``train.resume``
+    (with a config that differs only in :data:`~clinfonce.run.RESUMABLE_KEYS`) or ``overwrite``; a folder
+    that is not empty and not a run is refused. Everything is checked before anything is written, and the
+    directory is locked while this process writes it.
 
     Args:
         config: a resolved configuration (:func:`clinfonce.config.load_config`).
         callbacks: extra Lightning callbacks.
         dataset: an already loaded dataset (else ``config.data`` is loaded).
+        overwrite: replace a run already in ``train.out``.
+
+    Raises:
+        InputError: the run directory, the checkpoint or the config does not allow this start.
+        RunStopped: interrupted (Ctrl-C: a checkpoint is saved first), or a non-finite step.
     """
     L.seed_everything(config.train.seed, workers=True, verbose=False)
     config = with_run_dir(config)
     run = RunDir(config.train.out)
-    resume = _resume_checkpoint(config, run)
-    resume_step = _checkpoint_step(resume) if resume else None  # fails early on a bad file
+    resume = _checked_start(config, run, overwrite)
     if dataset is None:
         dataset = config.data.load()
     rows = dataset.rows("train")
@@ -48,26 +66,114 @@ def train(config: Config, callbacks: Sequence[Callback] = (), dataset: ImageData
     clusters = (
         build_for_dataset(config.clusters, dataset, rows) if config.method.name == "clinfonce" else None
     )
-    if rank_zero_only.rank == 0:
-        _write_run_files(run, config, dataset, rows, clusters, fresh=resume is None)
-    ids = np.full(len(dataset), -1, dtype=np.int64)  # rows outside the training split have no cluster
-    if clusters is not None:
-        ids[rows] = clusters.ids
-    module = ContrastiveModule(
-        config,
-        n_rows=len(dataset),
-        n_classes=dataset.n_classes,
-        crop_size=config.data.crop_size or dataset.image_size[0],
-        mean=dataset.mean,
-        std=dataset.std,
-        cluster_ids=torch.from_numpy(ids),
-    )
-    trainer = build_trainer(config, run, callbacks, resume_step)
-    loader = train_loader(dataset, rows, config.optim.batch_size, config.train.seed, config.data.num_workers)
-    trainer.fit(module, loader, ckpt_path=resume)
-    if trainer.is_global_zero:
-        save_encoder(module, dataset, run.encoder_path)
+    writer = rank_zero_only.rank == 0
+    with run.lock() if writer else contextlib.nullcontext():
+        if writer:
+            if overwrite and resume is None:
+                _clear(run)
+            _write_run_files(run, config, dataset, rows, clusters, fresh=resume is None)
+        ids = np.full(len(dataset), -1, dtype=np.int64)  # rows outside the training split have no cluster
+        if clusters is not None:
+            ids[rows] = clusters.ids
+        module = ContrastiveModule(
+            config,
+            n_rows=len(dataset),
+            n_classes=dataset.n_classes,
+            crop_size=config.data.crop_size or dataset.image_size[0],
+            mean=dataset.mean,
+            std=dataset.std,
+            cluster_ids=torch.from_numpy(ids),
+        )
+        guard = NonFiniteGuard(run, config.train.max_bad_steps, config.train.precision != "16-mixed")
+        trainer = build_trainer(config, run, [guard, *callbacks], resume.step if resume else None)
+        loader = train_loader(
+            dataset, rows, config.optim.batch_size, config.train.seed, config.data.num_workers
+        )
+        if resume is not None:
+            loader.sampler.resume_within(
+                resume.epoch, resume.batches_done(len(loader)) * config.optim.batch_size
+            )
+        try:
+            trainer.fit(module, loader, ckpt_path=None if resume is None else str(resume.path))
+        except SystemExit:  # Lightning's answer to Ctrl-C, after the on_exception hooks saved a checkpoint
+            if not trainer.interrupted:
+                raise
+            raise RunStopped(
+                f"interrupted at step {trainer.global_step}; a checkpoint is saved in {run.checkpoints_dir}; "
+                f"resume with: clinfonce train --config {run.config_path} --resume",
+                exit_status=130,
+            ) from None
+        if trainer.is_global_zero:
+            run.write_training({"bad_steps": guard.bad_steps, "n_bad_steps": len(guard.bad_steps)})
+            save_encoder(module, dataset, run.encoder_path)
     return run
+
+
+@dataclasses.dataclass(frozen=True)
+class _Resume:
+    """Where a run continues: a checkpoint and the position it was saved at."""
+
+    path: Path
+    step: int
+    epoch: int
+
+    def batches_done(self, batches_per_epoch: int) -> int:
+        """Batches of the checkpoint's epoch already trained (0 for a checkpoint from an epoch's end)."""
+        done = self.step - self.epoch * batches_per_epoch
+        return done if 0 < done < batches_per_epoch else 0
+
+
+def _checked_start(config: Config, run: RunDir, overwrite: bool) -> _Resume | None:
+    """Check that the run may start as asked, reading only; the checkpoint to resume from, or None."""
+    resume = config.train.resume
+    if not resume:
+        if run.exists() and not overwrite:
+            raise InputError(
+                f"{run.path} already holds a run: continue it with --resume (train.resume=auto), replace it "
+                "with --overwrite, or choose another train.out"
+            )
+        if not run.exists() and not run.is_free():
+            raise InputError(
+                f"{run.path} is not empty and holds no run; choose a new or empty folder for train.out"
+            )
+        return None
+    if overwrite:
+        raise InputError("--resume and --overwrite contradict each other: choose one")
+    if run.exists():
+        different = config_differences(run.config(), config)
+        if different:
+            raise InputError(
+                f"cannot resume {run.path}: the config differs from the run's in {', '.join(different)} "
+                f"(only {', '.join(RESUMABLE_KEYS)} may change; start a new run with another train.out)"
+            )
+    elif not run.is_free():
+        raise InputError(f"{run.path} is not empty and holds no run: there is nothing to resume")
+    if resume == "auto":
+        path = run.newest_checkpoint()
+        if path is None:
+            return None  # nothing saved yet: start from the beginning
+    else:
+        path = Path(resume)
+        if not path.is_file():
+            raise InputError(f"train.resume: no checkpoint file at {resume}")
+    payload = load_checkpoint(path, mmap=True)  # the weights are not read
+    step, epoch = payload.get("global_step"), payload.get("epoch")
+    if not isinstance(step, int) or not isinstance(epoch, int):
+        raise InputError(
+            f"{path}: not a training checkpoint (no global_step); resume from a run's checkpoints/"
+        )
+    return _Resume(path, step, epoch)
+
+
+def _clear(run: RunDir) -> None:
+    """Delete the run in ``run`` (everything but the lock this process holds)."""
+    for entry in run.path.iterdir():
+        if entry.name == RunDir.LOCK:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
 
 
 def with_run_dir(config: Config) -> Config:
@@ -85,45 +191,53 @@ def with_run_dir(config: Config) -> Config:
 def build_trainer(
     config: Config, run: RunDir, callbacks: Sequence[Callback] = (), resume_step: int | None = None
 ) -> L.Trainer:
-    """The Lightning trainer of a run: checkpoints, CSV + TensorBoard logs, precision, devices.
+    """The Lightning trainer of a run: atomic checkpoints (the newest ``train.keep_checkpoints`` kept, and
+    one saved on Ctrl-C), CSV + TensorBoard logs, precision, devices.
 
     ``resume_step``: the global step of the checkpoint the run resumes from; the CSV log keeps the rows
     logged before it.
     """
-    # one checkpointer per schedule (Lightning's takes epochs or steps, not both); the epoch one keeps last.ckpt
-    schedules = {
-        "epoch{epoch:04d}": {"every_n_epochs": config.train.checkpoint_every_n_epochs, "save_last": True}
-    }
-    if config.train.checkpoint_every_n_steps:
-        schedules["step{step:08d}"] = {"every_n_train_steps": config.train.checkpoint_every_n_steps}
-    checkpoints = [
-        ModelCheckpoint(
-            dirpath=run.checkpoints_dir,
-            filename=filename,
-            auto_insert_metric_name=False,
-            save_top_k=-1,
-            **schedule,
-        )
-        for filename, schedule in schedules.items()
-    ]
+    train = config.train
+    saving = checkpointers(
+        run.checkpoints_dir,
+        train.checkpoint_every_n_epochs,
+        train.checkpoint_every_n_steps,
+        train.keep_checkpoints,
+    )
+    on_interrupt = OnExceptionCheckpoint(
+        run.checkpoints_dir, filename=RunDir.LAST_CHECKPOINT[: -len(".ckpt")]
+    )
     loggers = [
         ResumableCSVLogger(run.path, name=RunDir.LOGS, version="", resume_step=resume_step),
         TensorBoardLogger(run.path, name=RunDir.LOGS, version="", default_hp_metric=False),
     ]
     return L.Trainer(
-        max_epochs=config.train.epochs,
-        accelerator=config.train.accelerator,
-        devices=config.train.devices,
-        num_nodes=config.train.num_nodes,
-        strategy=config.train.strategy,
-        precision=config.train.precision,
-        callbacks=[*checkpoints, *callbacks],
+        max_epochs=train.epochs,
+        accelerator=train.accelerator,
+        devices=train.devices,
+        num_nodes=train.num_nodes,
+        strategy=train.strategy,
+        precision=train.precision,
+        plugins=[AtomicCheckpointIO()],
+        callbacks=[*saving, _OnInterrupt(on_interrupt), *callbacks],
         logger=loggers,
-        log_every_n_steps=config.train.log_every_n_steps,
-        enable_progress_bar=config.train.progress_bar,
+        log_every_n_steps=train.log_every_n_steps,
+        enable_progress_bar=train.progress_bar,
         enable_model_summary=False,
         default_root_dir=run.path,
     )
+
+
+class _OnInterrupt(Callback):
+    """Save ``last.ckpt`` when the user interrupts (Ctrl-C), and on no other exception: a run that failed
+    keeps the checkpoints it had, so a resume never continues from a broken state."""
+
+    def __init__(self, saver: OnExceptionCheckpoint) -> None:
+        self.saver = saver
+
+    def on_exception(self, trainer: L.Trainer, module: L.LightningModule, exception: BaseException) -> None:
+        if isinstance(exception, KeyboardInterrupt):
+            self.saver.on_exception(trainer, module, exception)
 
 
 def save_encoder(module: ContrastiveModule, dataset: ImageDataset, path: Path) -> None:
@@ -136,31 +250,6 @@ def save_encoder(module: ContrastiveModule, dataset: ImageDataset, path: Path) -
         **module.describe(),
     }
     atomic_write_with(path, lambda tmp: torch.save(payload, tmp))
-
-
-def _checkpoint_step(path: str) -> int:
-    """The global step a Lightning checkpoint of a run was saved at."""
-    step = load_checkpoint(path, mmap=True).get("global_step")  # the weights are not read
-    if not isinstance(step, int):
-        raise InputError(
-            f"{path}: not a training checkpoint (no global_step); resume from a run's checkpoints/"
-        )
-    return step
-
-
-def _resume_checkpoint(config: Config, run: RunDir) -> str | None:
-    resume = config.train.resume
-    if resume == "auto":
-        return str(run.last_checkpoint) if run.last_checkpoint.exists() else None
-    if resume:
-        if not Path(resume).is_file():
-            raise InputError(f"train.resume: no checkpoint file at {resume}")
-        return resume
-    if run.exists() and rank_zero_only.rank == 0:
-        raise InputError(
-            f"{run.path} already holds a run; resume it with train.resume=auto or choose another train.out"
-        )
-    return None
 
 
 def _write_run_files(

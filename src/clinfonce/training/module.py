@@ -70,16 +70,16 @@ class ContrastiveModule(L.LightningModule):
         # Contrast against the whole global batch when several processes train together.
         self.loss_fn.gather_distributed = self.trainer.world_size > 1
 
-    def on_train_epoch_start(self) -> None:
-        # Augmentations are a function of (seed, epoch, rank), so a run resumed at an epoch boundary
-        # sees exactly the views an uninterrupted run would have seen.
+    def on_train_start(self) -> None:
         self.generator = torch.Generator(device=self.device)
-        self.generator.manual_seed(
-            (self.config.train.seed * 1_000_003 + self.current_epoch) * 1_009 + self.global_rank
-        )
 
     def training_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> Tensor:
         images, labels, rows = batch
+        # The views are a function of (seed, step, rank), so a run resumed from any checkpoint, also one
+        # saved in the middle of an epoch, sees exactly the views an uninterrupted run would have seen.
+        self.generator.manual_seed(
+            (self.config.train.seed * 1_000_003 + self.global_step) * 1_009 + self.global_rank
+        )
         views = self.augment(images, generator=self.generator)  # [B, V, 3, S, S]
         n, v = views.shape[:2]
         flat = views.flatten(0, 1)  # [B * V, 3, S, S]

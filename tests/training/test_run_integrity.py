@@ -1,0 +1,198 @@
+"""Runs are never mixed or clobbered, and kills lose nothing: SIGKILLs at random moments (one aimed at a
+checkpoint write), each followed by --resume, end with exactly the weights and metrics of a run that was
+never interrupted."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from clinfonce._io import TEMP_MARKER
+from clinfonce.cli import main
+from clinfonce.evaluation.pipeline import evaluate_checkpoint
+from clinfonce.run import RunDir, checkpoint_step
+
+TINY = [
+    "data.options.n_train=256",
+    "data.options.n_test=64",
+    "data.options.seed=3",
+    "model.width=8",
+    "model.head_dim=16",
+    "optim.batch_size=32",
+    "train.progress_bar=false",
+    "train.log_every_n_steps=1",
+    "eval.probe_epochs=10",
+    "eval.knn_k=[5]",
+]
+
+
+def _train(run: Path, *extra: str) -> int:
+    overrides = [item for item in extra if not item.startswith("--")]
+    flags = [item for item in extra if item.startswith("--")]
+    return main(["train", *TINY, f"train.out={run}", "train.epochs=1", *overrides, "--no-eval", *flags])
+
+
+def test_resume_with_another_config_is_refused_before_anything_is_written(tmp_path, capsys) -> None:
+    run = tmp_path / "run"
+    assert _train(run) == 0
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    assert _train(run, "method.name=simclr", "model.width=4", "--resume") == 2
+    err = capsys.readouterr().err.strip()
+    assert "differs from the run's in method.name, model.width" in err and "\n" not in err
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
+def test_an_existing_run_needs_resume_or_overwrite(tmp_path, capsys) -> None:
+    run = tmp_path / "run"
+    assert _train(run) == 0
+    first = (run / "environment.json").read_text()
+    assert _train(run) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert _train(run, "--overwrite", "model.width=4") == 0  # a new run, not a mix with the old one
+    assert RunDir(run).config().model.width == 4 and (run / "environment.json").read_text() != first
+    steps = pd.read_csv(run / "logs" / "metrics.csv")["step"]
+    assert steps.is_monotonic_increasing and steps.max() < 256 // 32
+
+
+def test_a_folder_that_is_not_a_run_is_never_overwritten(tmp_path, capsys) -> None:
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "report.md").write_text("my notes")
+    for extra in ((), ("--overwrite",), ("--resume",)):
+        assert _train(folder, *extra) == 2
+        assert "holds no run" in capsys.readouterr().err
+    assert [p.name for p in folder.iterdir()] == ["report.md"]
+
+
+def test_only_the_newest_checkpoints_are_kept(tmp_path) -> None:
+    run = tmp_path / "run"
+    assert _train(run, "train.epochs=4", "train.keep_checkpoints=2") == 0
+    names = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert names == ["epoch0002.ckpt", "epoch0003.ckpt", "last.ckpt"]
+
+
+def test_resume_uses_the_newest_loadable_checkpoint(tmp_path) -> None:
+    run = tmp_path / "run"
+    assert _train(run, "train.epochs=2", "train.checkpoint_every_n_steps=3") == 0
+    folder = RunDir(run)
+    assert folder.newest_checkpoint() == folder.last_checkpoint  # step 16: last.ckpt wins the tie
+    folder.last_checkpoint.write_bytes(b"torn by a failing disk")
+    newest = folder.newest_checkpoint()
+    assert newest is not None and newest.name == "epoch0001.ckpt" and checkpoint_step(newest) == 16
+    (run / "checkpoints" / "epoch0001.ckpt").unlink()
+    assert folder.newest_checkpoint().name == "step00000015.ckpt"
+
+
+def test_a_run_directory_is_locked_while_a_process_writes_it(tmp_path, capsys) -> None:
+    run = tmp_path / "run"
+    code = (
+        "import sys, time\nfrom clinfonce.run import RunDir\n"
+        "with RunDir(sys.argv[1]).lock():\n    print('locked', flush=True)\n    time.sleep(60)\n"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", code, str(run)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        assert _train(run) == 2
+        assert f"in use by another clinfonce process (pid {holder.pid})" in capsys.readouterr().err
+    finally:
+        holder.kill()
+        holder.wait()
+    assert _train(run, "--resume") == 0  # the lock died with its holder
+
+
+def _command(run: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "clinfonce.cli",
+        "train",
+        *TINY,
+        "train.epochs=3",
+        "train.checkpoint_every_n_steps=1",
+        "train.keep_checkpoints=2",
+        f"train.out={run}",
+        "--no-eval",
+    ]
+
+
+def _temporaries(run: Path) -> list[Path]:
+    return [p for p in run.rglob("*") if TEMP_MARKER in p.name]
+
+
+def _assert_nothing_corrupt(run: Path) -> None:
+    """What a kill may leave: temporary files and a lock, never a torn or empty file in place."""
+    for path in run.rglob("*"):
+        if path.is_file() and TEMP_MARKER not in path.name and path.name != RunDir.LOCK:
+            assert path.stat().st_size > 0, f"{path} is empty"
+    for path in (run / "checkpoints").glob("[!.]*.ckpt") if (run / "checkpoints").is_dir() else []:
+        assert checkpoint_step(path) is not None, f"{path} does not load"
+    if (run / "logs" / "metrics.csv").exists():
+        pd.read_csv(run / "logs" / "metrics.csv")
+    if (run / "config.yaml").exists():
+        RunDir(run).config()
+
+
+def _kill_once(run: Path, rng: random.Random, aim_at_a_write: bool) -> int | None:
+    """Start the run (resuming when it exists) and SIGKILL it once it has trained a little, at a random
+    moment or while it writes a checkpoint; returns the newest step saved, None if the run finished first."""
+    command = [*_command(run), *(["--resume"] if (run / "config.yaml").exists() else [])]
+    started = time.time()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline, trained_at, delay = time.monotonic() + 120, None, rng.uniform(0.0, 1.0)
+    while process.poll() is None and time.monotonic() < deadline:
+        fresh = [p for p in _files(run / "checkpoints") if p.stat().st_mtime > started]
+        if aim_at_a_write and any(TEMP_MARKER in p.name for p in fresh):
+            break  # this process is writing a checkpoint right now
+        if not aim_at_a_write and fresh:
+            trained_at = trained_at or time.monotonic()  # this process has saved: it trains
+            if time.monotonic() - trained_at >= delay:
+                break
+        time.sleep(0.001)
+    if process.poll() is not None:
+        assert process.returncode == 0, process.stderr.read().decode()
+        return None
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    newest = RunDir(run).newest_checkpoint()
+    return -1 if newest is None else checkpoint_step(newest)
+
+
+def _files(folder: Path) -> list[Path]:
+    try:
+        return [p for p in folder.iterdir() if p.exists()]
+    except FileNotFoundError:
+        return []
+
+
+def test_sigkills_at_random_moments_lose_nothing(tmp_path) -> None:
+    straight = tmp_path / "straight"
+    subprocess.run(_command(straight), check=True, capture_output=True)
+    steps, run, rng = [], tmp_path / "killed", random.Random(0)
+    for attempt in range(12):
+        if len(steps) >= 5:
+            break
+        step = _kill_once(run, rng, aim_at_a_write=attempt in (1, 3))
+        if step is not None:
+            steps.append(step)
+        _assert_nothing_corrupt(run)
+    assert len(steps) >= 5 and steps == sorted(steps), steps  # every kill came after progress
+    assert any(step % (256 // 32) for step in steps), steps  # some resumes start in mid-epoch
+    subprocess.run([*_command(run), "--resume"], check=True, capture_output=True)
+    assert _temporaries(run) == [] and not (run / RunDir.LOCK).exists()
+    a = torch.load(straight / "encoder.pt", weights_only=True)["state_dict"]
+    b = torch.load(run / "encoder.pt", weights_only=True)["state_dict"]
+    for key in a:  # CPU training is deterministic: bitwise the same weights
+        assert torch.equal(a[key], b[key]), key
+    metrics = [evaluate_checkpoint(path, device="cpu") for path in (straight, run)]
+    assert metrics[0]["linear_top1"] == metrics[1]["linear_top1"]
+    assert metrics[0]["knn5_top1"] == metrics[1]["knn5_top1"]
+    curve = RunDir(run).training_curve()
+    assert curve["epoch"].tolist() == [0, 1, 2]  # every epoch once, none lost
