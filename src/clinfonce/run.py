@@ -251,7 +251,16 @@ class RunDir:
 
     # ------------------------------------------------------------------------------------------- logs
     def training_curve(self) -> pd.DataFrame:
-        """``epoch, train_loss``: the mean training loss of every finished epoch (empty without a log)."""
+        """``epoch, train_loss``: the mean training loss of every finished epoch (empty without a log).
+
+        A finished run's curve is the trainer's own record (exact over interruptions and resumes); while a
+        run trains, it is read from the CSV log."""
+        recorded = self.training().get("epoch_loss")
+        if recorded:
+            epochs = sorted(recorded, key=int)
+            return pd.DataFrame(
+                {"epoch": [int(e) for e in epochs], "train_loss": [recorded[e] for e in epochs]}
+            )
         path = self.logs_dir / self.METRICS_CSV
         if not path.is_file():
             return pd.DataFrame(columns=["epoch", "train_loss"])

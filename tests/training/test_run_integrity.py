@@ -53,11 +53,11 @@ def test_resume_with_another_config_is_refused_before_anything_is_written(tmp_pa
 def test_an_existing_run_needs_resume_or_overwrite(tmp_path, capsys) -> None:
     run = tmp_path / "run"
     assert _train(run) == 0
-    first = (run / "environment.json").read_text()
+    (run / "checkpoints" / "stale-marker.ckpt").write_bytes(b"from the old run")
     assert _train(run) == 2
     assert "already holds a run" in capsys.readouterr().err
     assert _train(run, "--overwrite", "model.width=4") == 0  # a new run, not a mix with the old one
-    assert RunDir(run).config().model.width == 4 and (run / "environment.json").read_text() != first
+    assert RunDir(run).config().model.width == 4 and not (run / "checkpoints" / "stale-marker.ckpt").exists()
     steps = pd.read_csv(run / "logs" / "metrics.csv")["step"]
     assert steps.is_monotonic_increasing and steps.max() < 256 // 32
 
@@ -115,6 +115,7 @@ def _command(run: Path) -> list[str]:
         "clinfonce.cli",
         "train",
         *TINY,
+        "data.options.n_train=512",  # 16 steps per epoch
         "train.epochs=3",
         "train.checkpoint_every_n_steps=1",
         "train.keep_checkpoints=2",
@@ -141,20 +142,22 @@ def _assert_nothing_corrupt(run: Path) -> None:
 
 
 def _kill_once(run: Path, rng: random.Random, aim_at_a_write: bool) -> int | None:
-    """Start the run (resuming when it exists) and SIGKILL it once it has trained a little, at a random
-    moment or while it writes a checkpoint; returns the newest step saved, None if the run finished first."""
+    """Start the run (resuming when it exists) and SIGKILL it once it has trained a few steps (a random
+    number, then a random fraction of a step later) or while it writes a checkpoint; returns the newest step
+    saved, None if the run finished first."""
     command = [*_command(run), *(["--resume"] if (run / "config.yaml").exists() else [])]
     started = time.time()
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline, trained_at, delay = time.monotonic() + 120, None, rng.uniform(0.0, 1.0)
+    deadline, saves, delay = time.monotonic() + 120, rng.randint(1, 4), rng.uniform(0.0, 0.05)
+    saved: set[str] = set()  # checkpoints this process wrote (older ones are deleted as it goes)
     while process.poll() is None and time.monotonic() < deadline:
         fresh = [p for p in _files(run / "checkpoints") if p.stat().st_mtime > started]
         if aim_at_a_write and any(TEMP_MARKER in p.name for p in fresh):
             break  # this process is writing a checkpoint right now
-        if not aim_at_a_write and fresh:
-            trained_at = trained_at or time.monotonic()  # this process has saved: it trains
-            if time.monotonic() - trained_at >= delay:
-                break
+        saved |= {p.name for p in fresh if TEMP_MARKER not in p.name and p.name != RunDir.LAST_CHECKPOINT}
+        if not aim_at_a_write and len(saved) >= saves:
+            time.sleep(delay)  # somewhere in the next step
+            break
         time.sleep(0.001)
     if process.poll() is not None:
         assert process.returncode == 0, process.stderr.read().decode()
@@ -184,7 +187,7 @@ def test_sigkills_at_random_moments_lose_nothing(tmp_path) -> None:
             steps.append(step)
         _assert_nothing_corrupt(run)
     assert len(steps) >= 5 and steps == sorted(steps), steps  # every kill came after progress
-    assert any(step % (256 // 32) for step in steps), steps  # some resumes start in mid-epoch
+    assert any(step % (512 // 32) for step in steps), steps  # some resumes start in mid-epoch
     subprocess.run([*_command(run), "--resume"], check=True, capture_output=True)
     assert _temporaries(run) == [] and not (run / RunDir.LOCK).exists()
     a = torch.load(straight / "encoder.pt", weights_only=True)["state_dict"]
@@ -196,3 +199,4 @@ def test_sigkills_at_random_moments_lose_nothing(tmp_path) -> None:
     assert metrics[0]["knn5_top1"] == metrics[1]["knn5_top1"]
     curve = RunDir(run).training_curve()
     assert curve["epoch"].tolist() == [0, 1, 2]  # every epoch once, none lost
+    pd.testing.assert_frame_equal(curve, RunDir(straight).training_curve())  # means over every step

@@ -5,11 +5,17 @@ auxiliary columns) and hands it to :func:`file_dataset` with its :class:`~clinfo
 Every image is opened once up front (see :func:`~clinfonce.data.files.screen_files`): the first bad file is
 an error naming it, unless ``skip_bad=True`` leaves bad files out and lists them in
 :attr:`ImageDataset.skipped <clinfonce.data.dataset.ImageDataset.skipped>`.
+
+The same image file in two of the source's splits (two paths, by links, to one file: same device and inode)
+is an error naming both rows (:func:`check_split_leaks`): it would leak evaluation images into training.
+Copies with identical bytes are different files and are not detected. The same file twice in one split is
+allowed (e.g. an image linked into two class folders); the validation split is carved afterwards.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -39,6 +45,7 @@ def file_dataset(
     source: str | None = None,
     rows: Sequence[object] | None = None,
     all_classes: Sequence[str] | None = None,
+    known_bad: Mapping[str, str] | None = None,
 ) -> ImageDataset:
     """Finish a file-backed dataset: screen the files, encode labels, carve a validation split.
 
@@ -54,6 +61,11 @@ def file_dataset(
         skip_bad: leave bad files out instead of failing (see :func:`~clinfonce.data.files.screen_files`).
         source, rows: the metadata file and the row names of ``table``, for error messages.
         all_classes: the source's full class list, if it declares one (see :func:`~clinfonce.data.dataset.encode_labels`).
+        known_bad: ``{path: reason}`` of files the source already found bad (see
+            :func:`~clinfonce.data.files.screen_files`).
+
+    Raises:
+        InputError: a bad file (unless ``skip_bad``), no readable image, the same file in two splits.
     """
     check_image_options(options.channels, options.resize)  # before the slow file screening
     size = size_pair(options.image_size)
@@ -67,11 +79,14 @@ def file_dataset(
         source=source,
         workers=options.workers,
         max_pixels=options.max_pixels,
+        known_bad=known_bad,
     )
     if not keep.all():
         table = table.loc[keep].reset_index(drop=True)
+        rows = None if rows is None else [row for row, kept in zip(rows, keep, strict=True) if kept]
     if table.empty:
         raise InputError(f"{source or root}: no readable images ({len(skipped)} bad file(s) left out)")
+    check_split_leaks(root, table["path"].tolist(), table["split"].tolist(), source, rows)
     labels, class_names = encode_labels(table["class"].tolist(), all_classes)
     table = table.drop(columns="class")
     table.insert(1, "label", labels)
@@ -92,6 +107,33 @@ def file_dataset(
         root=root,
         skipped=skipped,
     )
+
+
+def check_split_leaks(
+    root: Path,
+    paths: Sequence[str],
+    splits: Sequence[str],
+    source: str | None = None,
+    rows: Sequence[object] | None = None,
+) -> None:
+    """:class:`InputError` naming both rows if one image file (same device and inode: a link, or one path
+    listed twice) appears in two splits; files that cannot be opened are left to the file check."""
+    first: dict[tuple[int, int], int] = {}
+    for i, (path, split) in enumerate(zip(paths, splits, strict=True)):
+        try:
+            info = os.stat(root / path)
+        except OSError:
+            continue
+        j = first.setdefault((info.st_dev, info.st_ino), i)
+        if splits[j] != split:
+
+            def name(k: int) -> str:
+                return f"{'' if rows is None else f'row {rows[k]} '}{paths[k]!r} ({splits[k]})"
+
+            raise InputError(
+                f"{source or root}: {name(j)} and {name(i)} are the same image file, in two splits: it would "
+                "leak evaluation images into training; keep it in one split"
+            )
 
 
 def check_wordnet_classes(classes: Sequence[str], source: str) -> None:

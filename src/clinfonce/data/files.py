@@ -11,8 +11,22 @@ What counts as a bad file (each one is reported with its path and one of these r
   before any pixel is decoded), or PIL's own ``DecompressionBombWarning`` / ``DecompressionBombError``;
 - truncated or corrupt: a full decode (``Image.load()``) fails.
 
-Image loading (:class:`FileImageLoader`) converts to RGB (3 channels) or L (1 channel) and brings every
-image to a fixed size, by one of two documented rules (``resize``):
+Pixel formats are brought to 8 bits per channel (:func:`to_8bit`) by these rules, the same in the up-front
+check and in loading (so ``data check`` lists an image that cannot be converted):
+
+- 16-bit images (PIL modes ``I;16*``, e.g. 16-bit greyscale PNG or TIFF): ``round(v * 255 / 65535)``, so
+  mid-grey 32768 is 128 (16-bit RGB PNGs are reduced to 8 bits by PIL itself, the same way);
+- 32-bit integer images (mode ``I``) are taken as 16-bit: values must lie in 0..65535, else the file is bad;
+- floating-point images (mode ``F``, e.g. float TIFF): values must be finite and in [0, 1], and become
+  ``round(v * 255)``; any other range is a bad file ("floating-point image ... outside [0, 1]"), as no
+  scale can be guessed;
+- transparency (an alpha channel, or a transparent palette entry or colour key) is composited onto a
+  **white** background, as an image viewer shows it on a page; the alpha channel is then dropped;
+- palette, CMYK, YCbCr, bilevel and the other modes are converted by PIL to RGB (or L).
+
+Image loading (:class:`FileImageLoader`) converts to RGB (3 channels) or L (1 channel, PIL's
+``L = 0.299 R + 0.587 G + 0.114 B``) and brings every image to a fixed size, by one of two documented rules
+(``resize``):
 
 - ``"center_crop"`` (default): scale so the *shorter* side equals the target side (bilinear, antialiased),
   then cut the centre; the aspect ratio is kept, the borders of the longer side are lost;
@@ -30,7 +44,7 @@ import os
 import stat
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
@@ -44,6 +58,8 @@ from clinfonce.errors import InputError
 #: The default limit on declared pixels (PIL's own default limit, about 89.5 million).
 DEFAULT_MAX_PIXELS = int(Image.MAX_IMAGE_PIXELS or 89_478_485)
 RESIZE_RULES = ("center_crop", "stretch")
+#: How to leave bad files out, appended to the error about the first one.
+SKIP_HINT = "(to leave bad files out: train --skip-bad, data.skip_bad: true, or skip_bad=True in code)"
 #: Paths checked per batch in :func:`check_images` (bounds the number of pending results).
 _BATCH = 256
 # ``warnings.catch_warnings`` changes process-wide state: serialise our use of it (header parsing only).
@@ -143,9 +159,79 @@ def decode_image(
     return image
 
 
-def to_array(image: Image.Image, image_size: tuple[int, int], channels: int, resize: str) -> np.ndarray:
-    """Convert a decoded image to ``uint8 [C, H, W]`` of ``image_size = (H, W)`` (rules in the module doc)."""
-    image = image.convert("RGB" if channels == 3 else "L")
+#: Modes with an alpha channel (premultiplied ``RGBa`` / ``La`` included).
+_ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+#: 16-bit integer modes.
+_16BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+#: The background transparency is composited onto.
+BACKGROUND = (255, 255, 255)
+
+
+def to_8bit(image: Image.Image, name: str, channels: int = 3) -> Image.Image:
+    """``image`` as ``RGB`` (``channels=3``) or ``L`` (``channels=1``) by the rules in the module doc.
+
+    Args:
+        image: a decoded image, in any PIL mode.
+        name: the file name used in error messages.
+        channels: 3 or 1.
+
+    Raises:
+        InputError: a float image outside [0, 1] (or not finite), an integer image outside 0..65535, or a
+            mode PIL cannot convert; the message names the file.
+    """
+    target = "RGB" if channels == 3 else "L"
+    if image.mode == target and "transparency" not in image.info:
+        return image
+    if image.mode in (*_16BIT_MODES, "I", "F"):
+        image = _high_depth_to_l(image, name)
+    if image.mode in _ALPHA_MODES or "transparency" in image.info:
+        try:
+            rgba = image.convert("RGBA")
+        except (ValueError, OSError) as error:
+            raise ImageFileError(
+                name, f"cannot convert mode {image.mode} with transparency: {_describe(error)}"
+            ) from error
+        background = Image.new("RGBA", rgba.size, (*BACKGROUND, 255))
+        image = Image.alpha_composite(background, rgba)
+    try:
+        return image.convert(target)
+    except (ValueError, OSError) as error:
+        raise ImageFileError(
+            name, f"cannot convert mode {image.mode} to {target}: {_describe(error)}"
+        ) from error
+
+
+def _high_depth_to_l(image: Image.Image, name: str) -> Image.Image:
+    """An ``I;16*``, ``I`` or ``F`` image as 8-bit ``L`` (rules in the module doc)."""
+    values = np.asarray(image)
+    if image.mode == "F":
+        values = values.astype(np.float64, copy=False)
+        if not np.isfinite(values).all():
+            raise ImageFileError(name, "floating-point image (mode F) with NaN or infinite values")
+        low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+        if low < 0 or high > 1:
+            raise ImageFileError(
+                name,
+                f"floating-point image (mode F) with values in [{low:g}, {high:g}], outside [0, 1]: "
+                "the scale cannot be guessed; save it as 8- or 16-bit",
+            )
+        return Image.fromarray(np.rint(values * 255).astype(np.uint8), "L")
+    values = values.astype(np.int64, copy=False)
+    if values.size and (int(values.min()) < 0 or int(values.max()) > 65535):
+        raise ImageFileError(
+            name,
+            f"integer image (mode {image.mode}) with values in [{int(values.min())}, {int(values.max())}], "
+            "outside the 16-bit range 0..65535",
+        )
+    return Image.fromarray(((values * 255 + 32767) // 65535).astype(np.uint8), "L")
+
+
+def to_array(
+    image: Image.Image, image_size: tuple[int, int], channels: int, resize: str, name: str = "image"
+) -> np.ndarray:
+    """Convert a decoded image to ``uint8 [C, H, W]`` of ``image_size = (H, W)`` (rules in the module doc;
+    ``name`` is the file named in errors, see :func:`to_8bit`)."""
+    image = to_8bit(image, name, channels)
     height, width = image_size
     if resize == "stretch":
         image = image.resize((width, height), Image.Resampling.BILINEAR, reducing_gap=None)
@@ -200,7 +286,10 @@ class FileImageLoader:
     def __call__(self, row: int) -> torch.Tensor:
         image = open_image(self.root / self.paths[row], self.max_pixels)
         try:
-            return torch.from_numpy(to_array(image, self.image_size, self.channels, self.resize))
+            array = to_array(
+                image, self.image_size, self.channels, self.resize, str(self.root / self.paths[row])
+            )
+            return torch.from_numpy(array)
         finally:
             image.close()
 
@@ -227,9 +316,14 @@ def size_pair(image_size: int | Sequence[int]) -> tuple[int, int]:
 
 
 def check_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> str | None:
-    """The reason ``path`` is a bad image (as in :func:`open_image`), or ``None`` when it is fine."""
+    """The reason ``path`` is a bad image (as in :func:`open_image`, or one :func:`to_8bit` cannot convert),
+    or ``None`` when it is fine."""
     try:
-        open_image(path, max_pixels).close()
+        image = open_image(path, max_pixels)
+        try:
+            to_8bit(image, str(path))
+        finally:
+            image.close()
     except ImageFileError as error:
         return error.reason
     return None
@@ -285,12 +379,14 @@ def screen_files(
     source: str | None = None,
     workers: int | None = None,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    known_bad: Mapping[str, str] | None = None,
 ) -> tuple[np.ndarray, dict[str, str]]:
     """The ``skip_bad`` policy of the file-backed loaders.
 
     Every file is opened up front (:func:`check_images`). By default the first bad file, in the order of
     ``paths``, is an :class:`InputError` naming it (and its row); with ``skip_bad=True`` the bad files are
-    left out and reported.
+    left out and reported. ``known_bad`` are files the source already found bad (e.g. a symbolic link out
+    of its folder): they are not opened, and are treated like the others.
 
     Args:
         root: the directory the paths are relative to.
@@ -302,16 +398,25 @@ def screen_files(
         source: the metadata file the rows come from, named in messages.
         workers: threads for the check.
         max_pixels: decompression-bomb limit.
+        known_bad: ``{path: reason}`` of files already known to be bad (not opened).
 
     Returns:
         ``(bool [N] keep, {path: reason} of the dropped files)``.
     """
     keep = np.ones(len(paths), dtype=bool)
-    if not check:
-        if skip_bad:
-            raise InputError("skip_bad=True needs the up-front file check (check_files=True)")
-        return keep, {}
-    bad = check_images(root, paths, workers=workers, max_pixels=max_pixels, stop_at_first=not skip_bad)
+    known = {str(path): reason for path, reason in (known_bad or {}).items()}
+    if not check and skip_bad:
+        raise InputError("skip_bad=True needs the up-front file check (check_files=True)")
+    found: dict[str, str] = {}
+    if check:
+        rest = [str(path) for path in paths if str(path) not in known]
+        found = dict(
+            check_images(root, rest, workers=workers, max_pixels=max_pixels, stop_at_first=not skip_bad)
+        )
+    found.update(known)
+    # in table order; with stop_at_first every path before the last checked batch was checked, so the first
+    # listed is the first bad file
+    bad = [(str(path), found[str(path)]) for path in paths if str(path) in found]
     if not bad:
         return keep, {}
     if not skip_bad:
@@ -320,7 +425,7 @@ def screen_files(
         where = f"{source}: " if source else ""
         if rows is not None:
             where += f"row {rows[index]}: "
-        raise InputError(f"{where}{Path(root) / path}: {reason} (pass skip_bad=True to leave bad files out)")
+        raise InputError(f"{where}{Path(root) / path}: {reason} {SKIP_HINT}")
     skipped = dict(bad)
     keep = np.array([str(path) not in skipped for path in paths], dtype=bool)
     return keep, skipped

@@ -69,7 +69,10 @@ def load_encoder(path: str | Path) -> LoadedEncoder:
     try:
         encoder.load_state_dict(state)
     except RuntimeError as error:
-        raise InputError(f"{path}: the weights do not fit a {model.backbone} encoder: {error}") from error
+        first = str(error).splitlines()[1:2] or [str(error)]  # torch lists every mismatch: name the first
+        raise InputError(
+            f"{path}: the weights do not fit a {model.backbone} encoder ({first[0].strip()[:200]})"
+        ) from error
     encoder.eval()
     return LoadedEncoder(
         encoder, model, int(meta["crop_size"]), tuple(meta["mean"]), tuple(meta["std"]), path
@@ -126,6 +129,10 @@ def evaluate_encoder(
     )
     if len(train_rows) == 0 or len(test_rows) == 0:
         raise InputError(f"dataset {dataset.name!r} needs labelled train and test images to be evaluated")
+    if len(np.unique(labels[train_rows])) < 2:
+        raise InputError(
+            f"dataset {dataset.name!r}: the labelled training images hold one class; a classifier needs two"
+        )
     settings = settings or EvalConfig()
     encoder = loaded.encoder.to(device)
     transform = EvalTransform(loaded.crop_size, loaded.mean, loaded.std).to(device)

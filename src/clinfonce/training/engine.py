@@ -104,7 +104,13 @@ def train(
                 exit_status=130,
             ) from None
         if trainer.is_global_zero:
-            run.write_training({"bad_steps": guard.bad_steps, "n_bad_steps": len(guard.bad_steps)})
+            run.write_training(
+                {
+                    "epoch_loss": {str(e): v for e, v in sorted(module.epoch_losses.items())},
+                    "bad_steps": guard.bad_steps,
+                    "n_bad_steps": len(guard.bad_steps),
+                }
+            )
             save_encoder(module, dataset, run.encoder_path)
     return run
 

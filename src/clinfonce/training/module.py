@@ -65,6 +65,11 @@ class ContrastiveModule(L.LightningModule):
         ids = torch.full((n_rows,), -1, dtype=torch.long) if cluster_ids is None else cluster_ids.long()
         self.register_buffer("cluster_ids", ids.clone())
         self.generator: torch.Generator | None = None
+        #: mean training loss of every finished epoch (the training curve; kept in checkpoints)
+        self.epoch_losses: dict[int, float] = {}
+        # the running sum over the current epoch's steps, on the device (no sync per step)
+        self._loss_sum: Tensor | None = None
+        self._loss_epoch, self._loss_steps = 0, 0
 
     def setup(self, stage: str) -> None:
         # Contrast against the whole global batch when several processes train together.
@@ -93,11 +98,36 @@ class ContrastiveModule(L.LightningModule):
             loss = self.loss_fn(z, self._positive_ids(labels, rows))
         # the step value is this rank's (no all-reduce on the hot path); the epoch mean is reduced once per epoch
         self.log("train/loss_step", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=n)
-        self.log("train/loss_epoch", loss, on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
+        self._accumulate(loss)
         self.log(
             "train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False, batch_size=n
         )
         return loss
+
+    def _accumulate(self, loss: Tensor) -> None:
+        if self._loss_steps and self._loss_epoch != self.current_epoch:
+            self._finish_epoch_loss()  # resumed from a checkpoint taken after an epoch's last step
+        self._loss_epoch = self.current_epoch
+        self._loss_sum = loss.detach().float() + (0 if self._loss_sum is None else self._loss_sum)
+        self._loss_steps += 1
+
+    def on_train_epoch_end(self) -> None:
+        mean = self._finish_epoch_loss()
+        if mean is not None:
+            self.log("train/loss_epoch", mean, on_step=False, on_epoch=True)
+
+    def _finish_epoch_loss(self) -> float | None:
+        """Record the mean loss of the epoch summed so far (over all ranks) and start a new sum."""
+        if not self._loss_steps or self._loss_sum is None:
+            return None
+        total = torch.stack(
+            [self._loss_sum, torch.tensor(float(self._loss_steps), device=self._loss_sum.device)]
+        )
+        total = self.trainer.strategy.reduce(total, reduce_op="sum") if self.trainer.world_size > 1 else total
+        mean = float(total[0] / total[1])
+        self.epoch_losses[self._loss_epoch] = mean
+        self._loss_sum, self._loss_steps = None, 0
+        return mean
 
     def _positive_ids(self, labels: Tensor, rows: Tensor) -> Tensor | None:
         method = self.config.method.name
@@ -126,6 +156,19 @@ class ContrastiveModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # Plain data only, so checkpoints load with torch.load(weights_only=True).
         checkpoint["clinfonce"] = self.describe()
+        # the curve so far and the running sum of an unfinished epoch, so a resumed run's curve is exact
+        checkpoint["clinfonce_loss"] = {
+            "epochs": dict(self.epoch_losses),
+            "epoch": self._loss_epoch,
+            "sum": 0.0 if self._loss_sum is None else float(self._loss_sum),
+            "steps": self._loss_steps,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        state = checkpoint.get("clinfonce_loss", {})
+        self.epoch_losses = {int(k): float(v) for k, v in state.get("epochs", {}).items()}
+        self._loss_epoch, self._loss_steps = int(state.get("epoch", 0)), int(state.get("steps", 0))
+        self._loss_sum = torch.tensor(float(state.get("sum", 0.0))) if self._loss_steps else None
 
     def describe(self) -> dict:
         """What rebuilds and feeds the encoder besides its weights: the model settings and the input pipeline

@@ -11,7 +11,11 @@ Layout and splits:
 
 Image files are those with an extension in torchvision's ``IMG_EXTENSIONS`` (case-insensitive), searched
 recursively within a class folder (symbolic links to class folders are followed, links to sub-folders
-inside them are not); hidden files and folders (names starting with ".") are ignored. The table has
+inside them are not); hidden files and folders (names starting with ".") are ignored. A symbolic link to
+an image file must point inside ``ROOT`` or inside its own class folder; one that points anywhere else is a
+bad file ("symbolic link pointing outside the image folder": an error naming it, or with ``skip_bad``
+left out and listed like an unreadable image). The same file in two splits (by a link) is an error
+(:func:`~clinfonce.data.file_backed.check_split_leaks`). The table has
 ``path`` (relative to ``root``, ``/``-separated), ``label`` (class names sorted, ids ``0..C-1``) and
 ``split``. Normalisation: ImageNet's statistics unless ``mean`` / ``std`` say otherwise.
 
@@ -90,11 +94,14 @@ def load(options: ImageFolderOptions, skip_bad: bool = False) -> ImageDataset:
     root = existing_dir(options.root, "image folder")
     layout = _split_folders(root)
     rows: list[tuple[str, str, str]] = []
+    escaping: dict[str, str] = {}
     if layout:
         for folder, split in layout.items():
-            rows += [(path, name, split) for path, name in _class_folder_images(root, root / folder)]
+            rows += [
+                (path, name, split) for path, name in _class_folder_images(root, root / folder, escaping)
+            ]
     else:
-        rows = [(path, name, "train") for path, name in _class_folder_images(root, root)]
+        rows = [(path, name, "train") for path, name in _class_folder_images(root, root, escaping)]
     table = pd.DataFrame(rows, columns=["path", "class", "split"])
     if not layout and options.test_fraction:
         test = stratified_pick(table["class"], table["path"], options.test_fraction, options.seed)
@@ -114,6 +121,7 @@ def load(options: ImageFolderOptions, skip_bad: bool = False) -> ImageDataset:
         std=options.std,
         aux=AuxInfo(hierarchy=hierarchy),
         skip_bad=skip_bad,
+        known_bad=escaping,
     )
 
 
@@ -161,17 +169,30 @@ def _split_folders(root: Path) -> dict[str, str]:
     return layout
 
 
-def _class_folder_images(root: Path, folder: Path) -> list[tuple[str, str]]:
-    """``[(path relative to root, class name)]`` for every image under the class folders of ``folder``."""
+def _class_folder_images(root: Path, folder: Path, escaping: dict[str, str]) -> list[tuple[str, str]]:
+    """``[(path relative to root, class name)]`` for every image under the class folders of ``folder``;
+    symbolic links pointing outside both ``root`` and their class folder are added to ``escaping``."""
     found: list[tuple[str, str]] = []
     classes = visible_dirs(folder)
     if not classes:
         raise InputError(f"{folder}: no class folders (expected <class>/<image> under it)")
+    real_root = os.path.realpath(root)
     for class_dir in classes:
-        images = [image.relative_to(root).as_posix() for image in iter_images(class_dir)]
+        real_class = os.path.realpath(class_dir)
+        images = []
+        for image in iter_images(class_dir):
+            path = image.relative_to(root).as_posix()
+            images.append(path)
+            if image.is_symlink() and not _inside(os.path.realpath(image), (real_root, real_class)):
+                escaping[path] = "symbolic link pointing outside the image folder"
         if not images:
             raise InputError(
                 f"{class_dir}: a class folder without images (extensions: {', '.join(IMAGE_EXTENSIONS)})"
             )
         found += [(path, class_dir.name) for path in images]
     return found
+
+
+def _inside(real: str, folders: tuple[str, ...]) -> bool:
+    """Whether the resolved path ``real`` lies in one of the resolved ``folders``."""
+    return any(os.path.commonpath([folder, real]) == folder for folder in folders)

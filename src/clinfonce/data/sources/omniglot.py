@@ -28,7 +28,14 @@ import numpy as np
 import pandas as pd
 
 from clinfonce.data.dataset import AuxInfo, ImageDataset
-from clinfonce.data.files import DEFAULT_MAX_PIXELS, ImageFileError, decode_image, size_pair, to_array
+from clinfonce.data.files import (
+    DEFAULT_MAX_PIXELS,
+    SKIP_HINT,
+    ImageFileError,
+    decode_image,
+    size_pair,
+    to_array,
+)
 from clinfonce.data.in_memory import in_memory_dataset
 from clinfonce.data.options import IMAGE_SIZE_HELP, InMemoryOptions
 from clinfonce.errors import InputError
@@ -113,12 +120,12 @@ def load(options: OmniglotOptions, skip_bad: bool = False) -> ImageDataset:
                     raise InputError(f"{where}: cannot read: {error}") from error
                 try:
                     image = decode_image(data, where, options.max_pixels)
+                    images.append(to_array(image, size, 1, "stretch", where)[0])
                 except ImageFileError as error:
                     if not skip_bad:
-                        raise InputError(f"{error} (pass skip_bad=True to leave bad files out)") from error
+                        raise InputError(f"{error} {SKIP_HINT}") from error
                     skipped[relative] = error.reason
                     continue
-                images.append(to_array(image, size, 1, "stretch")[0])
                 drawer = int(drawer_text)
                 rows.append(
                     (

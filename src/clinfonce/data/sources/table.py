@@ -2,10 +2,16 @@
 
 Each row is one image: ``path_col`` holds its path relative to ``root`` (default: the table's folder). A
 path that leaves ``root`` (absolute, ``..``, or a symbolic link pointing outside) is an error naming the
-row (:func:`~clinfonce.data.paths.safe_path`); so is a missing image (unless ``skip_bad``).
+row (:func:`~clinfonce.data.paths.safe_path`); so is a missing image (unless ``skip_bad``), and so is an
+image listed twice (the same path once normalised: ``a.png`` and ``./a.png``), naming both rows. Different
+paths to the same file (links) in different splits are an error too
+(:func:`~clinfonce.data.file_backed.check_split_leaks`). The table is read by
+:func:`~clinfonce.data.tables.read_table` (UTF-8 unless ``encoding`` says otherwise, the ``.csv`` delimiter
+detected from the header line).
 
 - Label: ``label_col`` (``"auto"``: the column ``label`` if the table has one, else none: label -1).
-  Integral numbers are class names too (``"3"``), sorted as text like all class names.
+  Integral numbers are class names too (``"3"``), sorted as text like all class names. Class names are
+  stripped of surrounding whitespace (``" dog"`` is ``dog``); an empty or blank cell means no label.
 - Split: ``split_col`` (``"auto"``: the column ``split`` if present), with the names of
   :func:`~clinfonce.data.splits.normalise_split`; without one, a seeded ``test_fraction`` stratified by
   label (rule: :mod:`clinfonce.data.splits`).
@@ -32,7 +38,7 @@ from clinfonce.data.file_backed import IMAGENET_MEAN, IMAGENET_STD, check_wordne
 from clinfonce.data.options import FileOptions, OptionError, check_choice, check_fraction, check_stats
 from clinfonce.data.paths import existing_dir, safe_path
 from clinfonce.data.splits import DEFAULT_TEST_FRACTION, normalise_split, stratified_pick
-from clinfonce.data.tables import read_table, require_columns
+from clinfonce.data.tables import check_encoding, read_table, require_columns
 from clinfonce.errors import InputError
 
 #: The dataset's own columns: auxiliary columns may not take these names.
@@ -61,11 +67,12 @@ class TableOptions(FileOptions):
         },
     )
     attributes: list[str] = field(
-        default_factory=list, metadata={"help": "auxiliary attribute columns, copied into the dataset"}
+        default_factory=list,
+        metadata={"help": "the dataset's own attribute columns (what stage 1 uses unless it names others)"},
     )
     tags: list[str] = field(
         default_factory=list,
-        metadata={"help": "auxiliary tag columns (lists or delimited strings), copied too"},
+        metadata={"help": "the dataset's own tag columns (lists or delimited strings)"},
     )
     hierarchy: str | None = field(
         default=None, metadata={"help": "'wordnet' when the labels are WordNet ids"}
@@ -74,6 +81,12 @@ class TableOptions(FileOptions):
         default=None, metadata={"help": "a column of each row's class ancestors, root first"}
     )
     hierarchy_sep: str = field(default="/", metadata={"help": "separator of the hierarchy_col values"})
+    encoding: str | None = field(
+        default=None,
+        metadata={
+            "help": "text encoding of a delimited table, e.g. latin-1 (null: UTF-8, or UTF-16 with a BOM)"
+        },
+    )
     test_fraction: float = field(
         default=DEFAULT_TEST_FRACTION,
         metadata={"help": "test fraction of each class when there is no split column"},
@@ -93,6 +106,11 @@ class TableOptions(FileOptions):
             raise OptionError("hierarchy_col", "and hierarchy='wordnet' exclude each other: give one of them")
         if not self.hierarchy_sep:
             raise OptionError("hierarchy_sep", "must not be empty")
+        if self.encoding is not None:
+            try:
+                check_encoding(self.encoding)
+            except InputError as error:
+                raise OptionError("encoding", str(error)) from None
         check_stats(self.mean, self.std)
 
 
@@ -105,13 +123,14 @@ def load(options: TableOptions, skip_bad: bool = False) -> ImageDataset:
 
     Raises:
         InputError: the table cannot be read; a named column is absent; an auxiliary column is named
-            ``path``, ``label`` or ``split``; a missing / escaping path; a bad split value; inconsistent
-            hierarchy values; a bad image (unless ``skip_bad``).
+            ``path``, ``label`` or ``split``; a missing / escaping path; an image listed twice, or the same
+            file in two splits; a bad split value; inconsistent hierarchy values; a bad image (unless
+            ``skip_bad``).
     """
     table_path = Path(options.table)
     source = str(table_path)
     attributes, tags = list(options.attributes), list(options.tags)
-    frame = read_table(table_path, tag_columns=tags)
+    frame = read_table(table_path, tag_columns=tags, encoding=options.encoding)
     root = existing_dir(table_path.parent if options.root is None else options.root, "image root")
     label_col = _auto_column(options.label_col, "label", frame)
     split_col = _auto_column(options.split_col, "split", frame)
@@ -153,6 +172,7 @@ def load(options: TableOptions, skip_bad: bool = False) -> ImageDataset:
     aux = AuxInfo(
         attributes=tuple(dict.fromkeys(attributes)), tags=tuple(dict.fromkeys(tags)), hierarchy=parents
     )
+    _check_unique(paths, source, options.path_col)  # after the per-cell checks, which name one row
     return file_dataset(
         "table",
         table,
@@ -167,14 +187,27 @@ def load(options: TableOptions, skip_bad: bool = False) -> ImageDataset:
     )
 
 
+def _check_unique(paths: Sequence[str], source: str, column: str) -> None:
+    """:class:`InputError` naming both rows if a (normalised) path is listed twice."""
+    first: dict[str, int] = {}
+    for row, path in enumerate(paths):
+        if first.setdefault(path, row) != row:
+            raise InputError(
+                f"{source}: rows {first[path]} and {row} list the same image {path!r} (column {column!r}); "
+                "list every image once"
+            )
+
+
 def _label_names(column: pd.Series) -> list[str | None]:
-    """Class names of a label column: text; integral numbers without a trailing ``.0``; NaN -> None."""
+    """Class names of a label column: text, stripped; integral numbers without a trailing ``.0``; NaN or
+    a blank cell -> None."""
     values = column
     if pd.api.types.is_float_dtype(values):
         finite = values.dropna()
         if len(finite) and (finite == np.round(finite)).all():
             values = values.astype("Int64")
-    return [None if pd.isna(value) else str(value) for value in values.tolist()]
+    names = [None if pd.isna(value) else str(value).strip() for value in values.tolist()]
+    return [name or None for name in names]
 
 
 def _auto_column(name: str | None, default: str, frame: pd.DataFrame) -> str | None:
