@@ -95,7 +95,10 @@ def test_kmeans_from_features(table, tmp_path) -> None:
     ("extra", "message"),
     [
         (["--attributes", "nope", "--top-k", "1"], "unknown column(s) ['nope']"),
-        (["--attributes", "round", "--top-k", "5"], "k must be an integer in 1..1"),
+        (
+            ["--attributes", "round", "--top-k", "5"],
+            "top_k (--top-k, clusters.top_k) is 5, but the columns ['round'] of ",
+        ),
         (["--hierarchy", "wordnet", "--level", "2"], "hierarchy clusters need the class of each row"),
         (["--features", "missing.npy", "--k", "2"], "missing.npy"),
         ([], "choose one source"),

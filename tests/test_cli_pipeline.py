@@ -183,3 +183,20 @@ def test_dataset_option_typos_are_caught_before_any_file_is_read(capsys) -> None
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "did you mean 'data.options.image_size'" in err and "nonexistent" not in err
+
+
+def test_eval_of_another_checkpoint_never_overwrites_the_runs_report(trained_run, tmp_path, capsys) -> None:
+    metrics = (trained_run / "metrics.json").read_bytes()
+    epoch = trained_run / "checkpoints" / "last.ckpt"
+    assert main(["eval", "--checkpoint", str(epoch)]) == 2
+    assert "not the run's final encoder" in capsys.readouterr().err
+    assert (
+        main(["eval", "--checkpoint", str(trained_run), "--dataset", "shapes", "--data-option", "seed=5"])
+        == 2
+    )
+    assert "say where the report goes (--out)" in capsys.readouterr().err
+    assert (trained_run / "metrics.json").read_bytes() == metrics
+    out = tmp_path / "epoch"
+    assert main(["eval", "--checkpoint", str(epoch), "--out", str(out)]) == 0
+    report = (out / "report.md").read_text()
+    assert f"- evaluated: `{epoch}` on dataset `shapes`" in report

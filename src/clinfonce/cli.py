@@ -7,6 +7,7 @@ any other exception is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -25,18 +26,27 @@ from clinfonce.data.tables import read_table, require_columns
 from clinfonce.errors import InputError, RunStopped
 
 EXIT_USER_ERROR = 2
+#: Storage failures a user must fix (space, quota, file size limit, read-only file system).
+_STORAGE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``clinfonce`` console command; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    _say_progress()
     if not getattr(args, "handler", None):
         parser.print_help()
         return EXIT_USER_ERROR
     try:
         return int(args.handler(args) or 0)
     except (InputError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as error:
+        print(f"clinfonce {args.command}: error: {_one_line(error)}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except OSError as error:
+        if error.errno not in _STORAGE_ERRORS:
+            raise
+        # a full disk, a quota, a read-only file system: the file being written is left out, never torn
         print(f"clinfonce {args.command}: error: {_one_line(error)}", file=sys.stderr)
         return EXIT_USER_ERROR
     except RunStopped as stopped:
@@ -233,8 +243,9 @@ def _add_data(commands: argparse._SubParsersAction) -> None:
         help="validate a dataset without training",
         description="Load a dataset, open every image, and report images per split, classes, auxiliary "
         "columns and their missing values, and every unreadable file (truncated, empty, not an image, "
-        "a decompression bomb, not a regular file) with its reason. Exit status: 0 when clean, 1 when "
-        "problems were found, 2 for a usage error.",
+        "a decompression bomb, not a regular file) with its reason. Exit status: 0 when no file is "
+        "unreadable (missing auxiliary values and unlabelled images are notes: stage 1 and evaluation "
+        "handle them), 1 when some are, 2 for a usage error.",
     )
     _add_dataset_arguments(check, required=False)
     check.add_argument("--json", action="store_true", help="print one JSON object")
@@ -296,9 +307,8 @@ def _run_data_check(args: argparse.Namespace) -> int:
         )
         if summary["notes"]:
             print(f"notes: {summary['notes']}")
-        for column, count in summary["missing_values"].items():
-            if count:
-                print(f"missing values: {column}: {count}")
+        for remark in summary["remarks"]:
+            print(f"note: {remark}")
         for bad in summary["bad_files"]:
             print(f"bad file: {bad['path']}: {bad['reason']}")
         print("no problems found" if not summary["problems"] else f"{summary['problems']} problem(s) found")
@@ -445,6 +455,10 @@ def _run_eval(args: argparse.Namespace) -> int:
     from clinfonce.evaluation.pipeline import evaluate_checkpoint
 
     dataset = _dataset_from_args(args)
+    if dataset is not None and args.out is None:  # the run's report is about the run's own data
+        raise InputError(
+            "evaluating on a dataset given on the command line: say where the report goes (--out)"
+        )
     metrics = evaluate_checkpoint(args.checkpoint, dataset=dataset, out_dir=args.out)
     print(_metrics_line(metrics))
     return 0
@@ -520,6 +534,28 @@ def _metrics_line(metrics: dict) -> str:
     return f"{metrics.get('dataset')} / {metrics.get('method')}: " + "  ".join(parts)
 
 
+def _say_progress() -> None:
+    """Show the library's progress lines (stage 1, image checks, epochs, evaluation) on stderr; a library
+    user sees none unless they configure logging."""
+    import logging
+
+    class StderrHandler(logging.StreamHandler):
+        @property
+        def stream(self):  # the current sys.stderr at each line, not the one when the handler was made
+            return sys.stderr
+
+        @stream.setter
+        def stream(self, value) -> None:
+            pass
+
+    logger = logging.getLogger("clinfonce")
+    if not any(type(h).__name__ == "StderrHandler" for h in logger.handlers):
+        handler = StderrHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
 def _quiet_lightning() -> None:
     """Keep the console to the progress bar and our own lines: Lightning's tips and hints go to the log."""
     import logging
@@ -530,6 +566,10 @@ def _quiet_lightning() -> None:
         ".*does not have many workers.*",
         ".*smaller than the logging interval.*",
         ".*LeafSpec.*",
+        # a resumed run writes into its own checkpoint and log folders on purpose
+        ".*exists and is not empty.*",
+        # mid-epoch resumes are exact: the engine makes the sampler skip what the checkpoint had trained
+        ".*your dataloader is not resumable.*",
     ):
         warnings.filterwarnings("ignore", message=pattern)
 

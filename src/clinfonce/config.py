@@ -118,7 +118,8 @@ class TrainConfig:
     #: before training stops; 0: stop at the first
     max_bad_steps: int = 0
     log_every_n_steps: int = 10
-    progress_bar: bool = True
+    #: Lightning's progress bar; None: when the output is a terminal (else one line per epoch)
+    progress_bar: bool | None = None
     #: a checkpoint path, "auto" (the run directory's last checkpoint if any) or None
     resume: str | None = None
 

@@ -208,3 +208,13 @@ def test_evaluate_omits_top5_with_fewer_than_five_classes():
     probe = fit_linear_probe(x, y, epochs=5)
     assert set(probe.evaluate(x, y)) == {"top1"}
     assert probe.predict_logits(x).shape == (200, 3)
+
+
+def test_a_single_class_keeps_the_starting_weights():
+    """The gradient is zero from the start: no iteration runs, and the probe is the zero classifier of
+    epoch 0."""
+    x, _ = _gaussians(50, classes=3, dim=4, sep=2.0, seed=0)
+    probe = fit_linear_probe(x, np.zeros(50, dtype=np.int64), weight_decays=(0.0, 1e-3))
+    assert (probe.epoch, probe.weight_decay, probe.val_top1) == (0, 1e-3, 100.0)
+    assert probe.history == {1e-3: [], 0.0: []}
+    assert not probe.weight.any() and not probe.bias.any()

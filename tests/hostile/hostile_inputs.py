@@ -65,20 +65,24 @@ def run_cli(capsys: pytest.CaptureFixture[str], *args: object, timeout: int = CL
     return Result(int(status), captured.out, captured.err)
 
 
-def assert_user_error(result: Result, *needles: str) -> str:
-    """Exit 2, stderr exactly one line without a traceback, holding every needle; returns the line."""
-    assert result.status == 2, (result.status, result.out, result.err)
+def _error_lines(result: Result) -> list[str]:
+    """stderr without the progress lines (``checking 8 image files ...``): what the CLI said was wrong."""
     assert "Traceback" not in result.err, result.err
-    lines = result.err.strip().splitlines()
-    assert len(lines) == 1, result.err
+    return [line for line in result.err.strip().splitlines() if line.startswith("clinfonce ")]
+
+
+def assert_user_error(result: Result, *needles: str) -> str:
+    """Exit 2, exactly one error line on stderr (the last), no traceback, holding every needle; returns it."""
+    assert result.status == 2, (result.status, result.out, result.err)
+    errors = _error_lines(result)
+    assert len(errors) == 1 and result.err.strip().splitlines()[-1] == errors[0], result.err
     for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    return lines[0]
+        assert needle in errors[0], (needle, errors[0])
+    return errors[0]
 
 
 def assert_clean_stderr(result: Result) -> None:
-    assert "Traceback" not in result.err, result.err
-    assert result.err.strip() == "", result.err
+    assert _error_lines(result) == [], result.err
 
 
 # ----------------------------------------------------------------------------------------------- images

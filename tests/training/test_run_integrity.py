@@ -6,19 +6,26 @@ from __future__ import annotations
 
 import os
 import random
+import resource
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import lightning as L
 import pandas as pd
+import pytest
 import torch
 
 from clinfonce._io import TEMP_MARKER
 from clinfonce.cli import main
+from clinfonce.config import load_config
+from clinfonce.errors import RunStopped
 from clinfonce.evaluation.pipeline import evaluate_checkpoint
+from clinfonce.evaluation.report import render_run_report
 from clinfonce.run import RunDir, checkpoint_step
+from clinfonce.training.engine import train
 
 TINY = [
     "data.options.n_train=256",
@@ -44,6 +51,7 @@ def test_resume_with_another_config_is_refused_before_anything_is_written(tmp_pa
     run = tmp_path / "run"
     assert _train(run) == 0
     before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    capsys.readouterr()
     assert _train(run, "method.name=simclr", "model.width=4", "--resume") == 2
     err = capsys.readouterr().err.strip()
     assert "differs from the run's in method.name, model.width" in err and "\n" not in err
@@ -155,7 +163,7 @@ def _kill_once(run: Path, rng: random.Random, aim_at_a_write: bool) -> int | Non
         if aim_at_a_write and any(TEMP_MARKER in p.name for p in fresh):
             break  # this process is writing a checkpoint right now
         saved |= {p.name for p in fresh if TEMP_MARKER not in p.name and p.name != RunDir.LAST_CHECKPOINT}
-        if not aim_at_a_write and len(saved) >= saves:
+        if len(saved) >= (8 if aim_at_a_write else saves):  # an aimed kill that missed every write: now
             time.sleep(delay)  # somewhere in the next step
             break
         time.sleep(0.001)
@@ -200,3 +208,84 @@ def test_sigkills_at_random_moments_lose_nothing(tmp_path) -> None:
     curve = RunDir(run).training_curve()
     assert curve["epoch"].tolist() == [0, 1, 2]  # every epoch once, none lost
     pd.testing.assert_frame_equal(curve, RunDir(straight).training_curve())  # means over every step
+
+
+def test_a_non_finite_loss_stops_with_one_line_and_a_debug_checkpoint(tmp_path, capsys) -> None:
+    run = tmp_path / "run"
+    assert _train(run, "optim.lr=1e6", "train.epochs=2") == 1
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err
+    err = err.splitlines()[-1]  # after the progress lines
+    assert "training stopped at step" in err and "the loss is nan" in err and "optim.lr" in err
+    debug = list((run / "checkpoints").glob("debug-step*.ckpt"))
+    assert len(debug) == 1 and checkpoint_step(debug[0]) is not None
+    assert RunDir(run).newest_checkpoint() in (
+        None,
+        run / "checkpoints" / "epoch0000.ckpt",
+    )  # never the debug
+    assert not (run / "encoder.pt").exists()
+
+
+class _PoisonStep(L.Callback):
+    """Makes the gradients of the given optimizer steps NaN, as an overflow in the backward pass would."""
+
+    def __init__(self, steps: set[int]) -> None:
+        self.steps = steps
+
+    def on_after_backward(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if trainer.global_step in self.steps:
+            next(module.parameters()).grad.fill_(float("nan"))
+
+
+def test_bad_steps_within_the_budget_are_skipped_and_counted(tmp_path) -> None:
+    settings = [*TINY, "train.epochs=1", "train.max_bad_steps=2"]
+    clean = train(load_config("shapes", [*settings, f"train.out={tmp_path / 'clean'}"]))
+    poisoned = train(
+        load_config("shapes", [*settings, f"train.out={tmp_path / 'poisoned'}"]),
+        callbacks=[_PoisonStep({3, 5})],
+    )
+    assert poisoned.training()["bad_steps"] == [3, 5] and clean.training()["bad_steps"] == []
+    weights = [torch.load(run.encoder_path, weights_only=True)["state_dict"] for run in (clean, poisoned)]
+    assert all(torch.isfinite(v).all() for v in weights[1].values() if v.is_floating_point())
+    assert any(not torch.equal(weights[0][k], weights[1][k]) for k in weights[0])  # two steps were left out
+    report = render_run_report(name="r", metrics={}, n_bad_steps=poisoned.training()["n_bad_steps"])
+    assert "non-finite loss or gradient: 2" in report
+    with pytest.raises(RunStopped, match="training stopped at step 3"):  # over the budget: stop
+        train(
+            load_config("shapes", [*TINY, "train.epochs=1", f"train.out={tmp_path / 'stopped'}"]),
+            callbacks=[_PoisonStep({3})],
+        )
+
+
+def test_ctrl_c_saves_and_says_how_to_resume(tmp_path) -> None:
+    run = tmp_path / "run"
+    process = subprocess.Popen(_command(run), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    while process.poll() is None and not (run / "checkpoints" / "step00000003.ckpt").exists():
+        time.sleep(0.01)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    last_line = err.strip().splitlines()[-1]
+    assert "interrupted at step" in last_line and f"--config {run / 'config.yaml'} --resume" in last_line
+    saved = checkpoint_step(run / "checkpoints" / "last.ckpt")
+    assert saved is not None and saved >= 3
+    subprocess.run([*_command(run), "--resume"], check=True, capture_output=True)
+    assert checkpoint_step(run / "checkpoints" / "last.ckpt") == 3 * 512 // 32
+    assert not list((run / "checkpoints").glob("last-v*"))
+
+
+def test_a_full_disk_is_one_line_and_leaves_only_whole_files(tmp_path) -> None:
+    run = tmp_path / "run"
+
+    def limit_file_size() -> None:  # like a full disk: writes past 100 kB fail (EFBIG)
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+
+    done = subprocess.run(_command(run), capture_output=True, text=True, preexec_fn=limit_file_size)
+    assert done.returncode == 2, done.stderr
+    assert (
+        done.stderr.strip().splitlines()[-1].startswith("clinfonce train: error: [Errno 27] File too large")
+    )
+    assert _temporaries(run) == []
+    _assert_nothing_corrupt(run)
+    assert RunDir(run).newest_checkpoint() is None  # no checkpoint could be written: --resume starts over

@@ -38,6 +38,14 @@ MAX_CATEGORIES = 1000
 _DEFAULT_TAG_SPLIT = re.compile(r"[\s,;|]+")
 
 
+class TopKError(InputError):
+    """``k`` is not in ``1..n_attributes`` (the number of binary attributes the columns give)."""
+
+    def __init__(self, message: str, n_attributes: int) -> None:
+        super().__init__(message)
+        self.n_attributes = n_attributes
+
+
 @dataclass(frozen=True)
 class BinaryAttributes:
     """Binary attributes of N rows.
@@ -228,8 +236,9 @@ def attribute_clusters(
     ranking = rank_attributes(attributes)
     n_attributes = len(ranking.names)
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= n_attributes:
-        raise InputError(
-            f"k must be an integer in 1..{n_attributes} (the number of binary attributes), got {k!r}"
+        raise TopKError(
+            f"k must be an integer in 1..{n_attributes} (the number of binary attributes), got {k!r}",
+            n_attributes,
         )
     top = ranking.order[:k]
     incomplete = attributes.any_missing(top)

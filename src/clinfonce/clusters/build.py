@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from clinfonce.clusters.assignment import ClusterAssignment
-from clinfonce.clusters.attributes import attribute_clusters
+from clinfonce.clusters.attributes import TopKError, attribute_clusters
 from clinfonce.clusters.hierarchy import Parents, hierarchy_clusters
 from clinfonce.clusters.kmeans import kmeans_clusters
 from clinfonce.clusters.spec import ClusterSpec
@@ -120,15 +120,21 @@ def _attributes(spec: ClusterSpec, table: pd.DataFrame, aux: AuxInfo | None, nam
             raise InputError(f"{name} has no auxiliary attributes of its own; name attribute or tag columns")
     else:
         columns, tags = list(spec.attributes or []), list(spec.tags or [])
-    return attribute_clusters(
-        table,
-        columns,
-        k=spec.top_k,
-        tags=tags,
-        bins=spec.bins or None,
-        top_tags=spec.top_tags,
-        tag_separator=spec.tag_separator,
-    )
+    try:
+        return attribute_clusters(
+            table,
+            columns,
+            k=spec.top_k,
+            tags=tags,
+            bins=spec.bins or None,
+            top_tags=spec.top_tags,
+            tag_separator=spec.tag_separator,
+        )
+    except TopKError as error:  # name the setting as the user wrote it, not the library's parameter
+        raise InputError(
+            f"top_k (--top-k, clusters.top_k) is {spec.top_k}, but the columns {[*columns, *tags]} of {name} "
+            f"give {error.n_attributes} binary attribute(s): choose 1..{error.n_attributes}"
+        ) from None
 
 
 def _hierarchy(

@@ -10,8 +10,9 @@ from clinfonce.data.dataset import SPLITS, ImageDataset
 def dataset_summary(dataset: ImageDataset) -> dict[str, Any]:
     """Counts of images per split, classes, auxiliary columns and their missing values, unreadable files.
 
-    Returns a JSON-serialisable dict; ``problems`` counts the unreadable files and the auxiliary values
-    that are missing (those rows become singleton clusters in stage 1).
+    Returns a JSON-serialisable dict. ``problems`` counts what stops or changes a run: unreadable files.
+    Missing auxiliary values are not problems (stage 1 gives such a row a singleton cluster, as the README
+    says): they are counted in ``missing_values`` and said in ``remarks``, as are unlabelled images.
     """
     table = dataset.table
     aux = dataset.aux
@@ -19,6 +20,13 @@ def dataset_summary(dataset: ImageDataset) -> dict[str, Any]:
     missing = {column: int(table[column].isna().sum()) for column in columns if column in table.columns}
     hierarchy = aux.hierarchy if isinstance(aux.hierarchy, str) or aux.hierarchy is None else "parents map"
     unlabelled = int((table["label"] < 0).sum())
+    remarks = [
+        f"{column}: {count} missing value(s); those images get a cluster of their own in stage 1"
+        for column, count in missing.items()
+        if count
+    ]
+    if unlabelled:
+        remarks.append(f"{unlabelled} image(s) without a label: trained on, never scored")
     return {
         "dataset": dataset.name,
         "root": str(dataset.root) if dataset.root else None,
@@ -33,5 +41,6 @@ def dataset_summary(dataset: ImageDataset) -> dict[str, Any]:
         "missing_values": missing,
         "notes": aux.notes,
         "bad_files": [{"path": path, "reason": reason} for path, reason in dataset.skipped.items()],
-        "problems": len(dataset.skipped) + sum(missing.values()),
+        "remarks": remarks,
+        "problems": len(dataset.skipped),
     }

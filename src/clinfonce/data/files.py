@@ -40,9 +40,11 @@ returned as ``path -> reason`` for :attr:`ImageDataset.skipped <clinfonce.data.d
 from __future__ import annotations
 
 import io
+import logging
 import os
 import stat
 import threading
+import time
 import warnings
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -64,6 +66,9 @@ SKIP_HINT = "(to leave bad files out: train --skip-bad, data.skip_bad: true, or 
 _BATCH = 256
 # ``warnings.catch_warnings`` changes process-wide state: serialise our use of it (header parsing only).
 _WARNINGS_LOCK = threading.Lock()
+
+
+log = logging.getLogger(__name__)
 
 
 def default_workers() -> int:
@@ -410,8 +415,16 @@ def screen_files(
     found: dict[str, str] = {}
     if check:
         rest = [str(path) for path in paths if str(path) not in known]
+        started = time.perf_counter()
+        log.info("checking %d image files in %s ...", len(rest), root)
         found = dict(
             check_images(root, rest, workers=workers, max_pixels=max_pixels, stop_at_first=not skip_bad)
+        )
+        log.info(
+            "checked %d image files in %.1f s: %d unreadable",
+            len(rest),
+            time.perf_counter() - started,
+            len(found),
         )
     found.update(known)
     # in table order; with stop_at_first every path before the last checked batch was checked, so the first

@@ -16,8 +16,10 @@ The encoder runs once; :func:`fit_linear_probe` then trains on its ``[N, F]`` fe
   the largest to the smallest along the regularisation path: the largest starts from zero weights, every
   other one where the previous run ended (a warm start, as in glmnet), keeping L-BFGS's curvature history,
   corrected exactly for the change of λ (:meth:`_LBFGS.retarget`). On the benchmark this halves the
-  iterations. There is no learning rate or batch size to tune, and the fit is deterministic
-  given ``seed`` (which only draws the validation split).
+  iterations. ``torch.optim.LBFGS`` cannot carry its history over to a new objective: measured in this
+  one's place (``docs/benchmarks.md``, linear probe) it needed 1.4-1.5x the loss evaluations and its
+  chosen probes scored 0.6-1.0 test points lower. There is no learning rate or batch size to tune, and
+  the fit is deterministic given ``seed`` (which only draws the validation split).
 * Selection: an "epoch" is one L-BFGS iteration (at least one full pass over the training rows), counted
   within its weight decay's run. After every iteration the model's top-1 accuracy on a validation split
   is measured; the weight decay *and* the iteration with the best validation top-1 win (ties: the larger

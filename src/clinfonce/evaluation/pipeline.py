@@ -4,6 +4,7 @@ weighted kNN, reported on the test split."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,8 @@ from clinfonce.evaluation.report import render_run_report
 from clinfonce.models import ENCODER_FORMAT, Encoder
 from clinfonce.run import RunDir
 from clinfonce.typed import from_mapping
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -134,6 +137,12 @@ def evaluate_encoder(
             f"dataset {dataset.name!r}: the labelled training images hold one class; a classifier needs two"
         )
     settings = settings or EvalConfig()
+    log.info(
+        "evaluation: features of %d train, %d val and %d test images ...",
+        len(train_rows),
+        len(val_rows),
+        len(test_rows),
+    )
     encoder = loaded.encoder.to(device)
     transform = EvalTransform(loaded.crop_size, loaded.mean, loaded.std).to(device)
     features = {
@@ -141,6 +150,7 @@ def evaluate_encoder(
         for split, rows in (("train", train_rows), ("val", val_rows), ("test", test_rows))
     }
     val = {"val_x": features["val"], "val_y": labels[val_rows]} if len(val_rows) else {}
+    log.info("evaluation: linear probe (%d epochs) and kNN ...", settings.probe_epochs)
     probe = fit_linear_probe(
         features["train"],
         labels[train_rows],
@@ -191,8 +201,19 @@ def evaluate_checkpoint(
         if config is None:
             raise InputError(f"{checkpoint}: not inside a run directory; name the dataset to evaluate on")
         dataset = config.data.load()
-    if run is None and out_dir is None:
-        raise InputError(f"{checkpoint}: not inside a run directory; say where the report goes (--out)")
+    if out_dir is None:
+        if run is None:
+            raise InputError(f"{checkpoint}: not inside a run directory; say where the report goes (--out)")
+        # the run's metrics.json and report.md belong to its final encoder on its own dataset
+        if loaded.source.resolve() != run.encoder_path.resolve():
+            raise InputError(
+                f"{loaded.source} is not the run's final encoder ({run.encoder_path}); "
+                "say where its report goes (--out) so the run's own report stays"
+            )
+        if config is not None and dataset.name != config.data.name:
+            raise InputError(
+                f"evaluating on {dataset.name!r}, not the run's {config.data.name!r}; say where the report goes (--out)"
+            )
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     metrics = evaluate_encoder(
         loaded,
@@ -214,6 +235,7 @@ def evaluate_checkpoint(
         clusters=run.clusters() if run is not None else None,
         stats=run.cluster_stats() if run is not None else None,
         n_skipped=len(run.skipped()) if run is not None else 0,
+        n_bad_steps=run.training().get("n_bad_steps", 0) if run is not None else 0,
         curve=run.training_curve() if run is not None else None,
         dataset_notes=dataset.aux.notes,
     )

@@ -18,6 +18,7 @@ def render_run_report(
     clusters: ClusterAssignment | None = None,
     stats: ClusterStats | None = None,
     n_skipped: int = 0,
+    n_bad_steps: int = 0,
     curve: pd.DataFrame | None = None,
     dataset_notes: str = "",
 ) -> str:
@@ -30,10 +31,13 @@ def render_run_report(
         clusters: the stage-1 assignment of the training images, if the method used one.
         stats: its statistics against the training labels.
         n_skipped: unreadable images left out of training.
+        n_bad_steps: optimizer steps skipped because their loss or gradient was not finite.
         curve: ``epoch, train_loss`` per epoch.
         dataset_notes: what the dataset says about its auxiliary information.
     """
     lines = [f"# Run report: {name}", ""]
+    if "checkpoint" in metrics:
+        lines.append(f"- evaluated: `{metrics['checkpoint']}` on dataset `{metrics.get('dataset')}`")
     if config is not None:
         method, model, optim, train = config.method, config.model, config.optim, config.train
         lines += [
@@ -59,6 +63,8 @@ def render_run_report(
         lines += [f"  - note: {note}" for note in stats.recommendations()]
     if n_skipped:
         lines.append(f"- skipped unreadable images: {n_skipped} (listed in skipped.csv)")
+    if n_bad_steps:
+        lines.append(f"- skipped optimizer steps with a non-finite loss or gradient: {n_bad_steps}")
     if curve is not None and len(curve):
         lines.append(f"- final training loss (last epoch mean): {float(curve['train_loss'].iloc[-1]):.4f}")
     lines += ["", "## Evaluation (test split; probe settings chosen on a validation split)", ""]

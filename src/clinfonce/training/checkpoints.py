@@ -7,6 +7,7 @@ renames it into place: a checkpoint file is complete or absent, never half-writt
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -15,16 +16,22 @@ from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from clinfonce._io import atomic_write_with
+from clinfonce._io import atomic_open
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """``torch.save`` into a temporary file in the checkpoint's folder, then an atomic rename."""
+    """``torch.save`` into memory, then into a temporary file in the checkpoint's folder, then an atomic
+    rename. (Serialising to memory first costs one copy of the checkpoint, as Lightning's own save does,
+    but makes a full disk an ``OSError`` naming its cause: torch's file writer reports it as a bare
+    ``RuntimeError``.)"""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any = None) -> None:
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} takes no storage_options, got {storage_options!r}")
-        atomic_write_with(Path(path), lambda tmp: torch.save(checkpoint, tmp))
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        with atomic_open(Path(path), "wb") as handle:
+            handle.write(buffer.getbuffer())
 
 
 def checkpointers(
@@ -46,6 +53,7 @@ def checkpointers(
             monitor="step",
             mode="max",
             save_top_k=keep,
+            enable_version_counter=False,  # a resumed run overwrites last.ckpt, never adds last-v1.ckpt
             **schedule,
         )
         for filename, schedule in schedules.items()

@@ -5,7 +5,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import logging
 import shutil
+import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -29,6 +32,8 @@ from clinfonce.training.csv_log import ResumableCSVLogger
 from clinfonce.training.environment import environment
 from clinfonce.training.guards import NonFiniteGuard
 from clinfonce.training.module import ContrastiveModule
+
+log = logging.getLogger(__name__)
 
 
 def train(
@@ -63,9 +68,16 @@ def train(
     rows = dataset.rows("train")
     if len(rows) == 0:
         raise InputError(f"dataset {dataset.name!r} has no training images")
-    clusters = (
-        build_for_dataset(config.clusters, dataset, rows) if config.method.name == "clinfonce" else None
-    )
+    clusters = None
+    if config.method.name == "clinfonce":
+        started = time.perf_counter()
+        log.info("stage 1: %s clusters of %d training images ...", config.clusters.source, len(rows))
+        clusters = build_for_dataset(config.clusters, dataset, rows)
+        log.info(
+            "stage 1: %d clusters (%.1f s)",
+            clusters.n_clusters if clusters else 0,
+            time.perf_counter() - started,
+        )
     writer = rank_zero_only.rank == 0
     with run.lock() if writer else contextlib.nullcontext():
         if writer:
@@ -84,6 +96,7 @@ def train(
             std=dataset.std,
             cluster_ids=torch.from_numpy(ids),
         )
+        module.announce_epochs = not shows_progress_bar(config)  # one line per epoch instead of a bar
         guard = NonFiniteGuard(run, config.train.max_bad_steps, config.train.precision != "16-mixed")
         trainer = build_trainer(config, run, [guard, *callbacks], resume.step if resume else None)
         loader = train_loader(
@@ -93,6 +106,14 @@ def train(
             loader.sampler.resume_within(
                 resume.epoch, resume.batches_done(len(loader)) * config.optim.batch_size
             )
+        log.info(
+            "training %s for %d epochs (%d steps each) into %s%s",
+            config.method.name,
+            config.train.epochs,
+            len(loader),
+            run.path,
+            f", resuming at step {resume.step}" if resume else "",
+        )
         try:
             trainer.fit(module, loader, ckpt_path=None if resume is None else str(resume.path))
         except SystemExit:  # Lightning's answer to Ctrl-C, after the on_exception hooks saved a checkpoint
@@ -194,6 +215,11 @@ def with_run_dir(config: Config) -> Config:
     return dataclasses.replace(config, train=dataclasses.replace(config.train, out=out))
 
 
+def shows_progress_bar(config: Config) -> bool:
+    """``train.progress_bar``, where None means: when the output is a terminal."""
+    return sys.stderr.isatty() if config.train.progress_bar is None else config.train.progress_bar
+
+
 def build_trainer(
     config: Config, run: RunDir, callbacks: Sequence[Callback] = (), resume_step: int | None = None
 ) -> L.Trainer:
@@ -204,6 +230,7 @@ def build_trainer(
     logged before it.
     """
     train = config.train
+    progress_bar = shows_progress_bar(config)
     saving = checkpointers(
         run.checkpoints_dir,
         train.checkpoint_every_n_epochs,
@@ -225,10 +252,14 @@ def build_trainer(
         strategy=train.strategy,
         precision=train.precision,
         plugins=[AtomicCheckpointIO()],
-        callbacks=[*saving, _OnInterrupt(on_interrupt), *callbacks],
+        callbacks=[
+            *saving,
+            _OnInterrupt(on_interrupt),
+            *callbacks,
+        ],
         logger=loggers,
         log_every_n_steps=train.log_every_n_steps,
-        enable_progress_bar=train.progress_bar,
+        enable_progress_bar=progress_bar,
         enable_model_summary=False,
         default_root_dir=run.path,
     )

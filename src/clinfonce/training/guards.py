@@ -18,7 +18,8 @@ class NonFiniteGuard(Callback):
     """Check every optimizer step's loss and gradients before the step is taken.
 
     A non-finite value skips the step (every gradient is dropped, so SGD and AdamW leave the weights, their
-    momentum and their step counts untouched) while fewer than ``max_bad_steps`` steps were skipped;
+    momentum and their step counts untouched, and the buffers the forward pass changed, such as batch-norm
+    statistics, are put back) while fewer than ``max_bad_steps`` steps were skipped;
     otherwise a debug checkpoint is written and :class:`~clinfonce.errors.RunStopped` ends the run with a
     message naming the step and the likely cause. The skipped steps survive a resume (callback state).
 
@@ -33,6 +34,17 @@ class NonFiniteGuard(Callback):
         self.run, self.max_bad_steps, self.check_gradients = run, max_bad_steps, check_gradients
         self.bad_steps: list[int] = []
         self._loss: Tensor | None = None
+        self._buffers: list[tuple[Tensor, Tensor]] = []  # (buffer, its value before the step)
+
+    def on_train_batch_start(
+        self, trainer: L.Trainer, module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        if self.max_bad_steps > len(self.bad_steps):  # a skip stays possible: keep what a skip restores
+            self._buffers = [
+                (buffer, buffer.detach().clone())
+                for name, buffer in module.named_buffers()
+                if name != "cluster_ids"  # large, and never changed by a step
+            ]
 
     def on_before_backward(self, trainer: L.Trainer, module: L.LightningModule, loss: Tensor) -> None:
         self._loss = loss.detach()
@@ -53,6 +65,8 @@ class NonFiniteGuard(Callback):
             self.bad_steps.append(step)
             for p in params:
                 p.grad = None
+            for buffer, before in self._buffers:
+                buffer.copy_(before)
             return
         what = f"loss is {loss.item()}" if not bool(finite_loss) else "gradient is not finite"
         path = self.run.debug_checkpoint(step)

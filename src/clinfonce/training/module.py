@@ -7,7 +7,9 @@ row in the ``cluster_ids`` buffer, so the ids need no change to the dataset and 
 
 from __future__ import annotations
 
+import logging
 import math
+import time
 from collections.abc import Sequence
 
 import lightning as L
@@ -19,6 +21,8 @@ from clinfonce.data.augment import ContrastiveAugment
 from clinfonce.losses import ClInfoNCELoss
 from clinfonce.models import Encoder
 from clinfonce.typed import to_mapping
+
+log = logging.getLogger(__name__)
 
 
 class ContrastiveModule(L.LightningModule):
@@ -70,6 +74,9 @@ class ContrastiveModule(L.LightningModule):
         # the running sum over the current epoch's steps, on the device (no sync per step)
         self._loss_sum: Tensor | None = None
         self._loss_epoch, self._loss_steps = 0, 0
+        #: log one line per finished epoch (loss, seconds): for logs and pipes, where a bar writes frames
+        self.announce_epochs = False
+        self._epoch_started = time.perf_counter()
 
     def setup(self, stage: str) -> None:
         # Contrast against the whole global batch when several processes train together.
@@ -111,10 +118,19 @@ class ContrastiveModule(L.LightningModule):
         self._loss_sum = loss.detach().float() + (0 if self._loss_sum is None else self._loss_sum)
         self._loss_steps += 1
 
+    def on_train_epoch_start(self) -> None:
+        self._epoch_started = time.perf_counter()
+
     def on_train_epoch_end(self) -> None:
         mean = self._finish_epoch_loss()
         if mean is not None:
             self.log("train/loss_epoch", mean, on_step=False, on_epoch=True)
+        if self.announce_epochs and self.global_rank == 0:
+            seconds = time.perf_counter() - self._epoch_started
+            loss = "n/a" if mean is None else f"{mean:.4f}"
+            log.info(
+                "epoch %d/%d: loss %s, %.1f s", self.current_epoch + 1, self.trainer.max_epochs, loss, seconds
+            )
 
     def _finish_epoch_loss(self) -> float | None:
         """Record the mean loss of the epoch summed so far (over all ranks) and start a new sum."""
