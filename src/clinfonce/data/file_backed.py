@@ -16,20 +16,43 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from clinfonce.data.dataset import AuxInfo, ImageDataset, encode_labels
 from clinfonce.data.files import FileImageLoader, check_image_options, screen_files, size_pair
-from clinfonce.data.options import FileOptions
+from clinfonce.data.options import FileOptions, check_fraction, check_stats
 from clinfonce.data.paths import WNID
-from clinfonce.data.splits import with_validation
+from clinfonce.data.splits import DEFAULT_TEST_FRACTION, with_validation
 from clinfonce.errors import InputError
 
 #: ImageNet statistics, the default normalisation of generic image folders and tables.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(kw_only=True)
+class UserImagesOptions(FileOptions):
+    """The options of a user's own images (an image folder, a metadata table): on top of the shared file
+    options, the seeded test split they need when they bring none, and their normalisation."""
+
+    test_fraction: float = field(
+        default=DEFAULT_TEST_FRACTION,
+        metadata={"help": "test fraction of each class when the data brings no split of its own"},
+    )
+    mean: list[float] = field(
+        default_factory=lambda: list(IMAGENET_MEAN), metadata={"help": "normalisation mean, 1 or 3 values"}
+    )
+    std: list[float] = field(
+        default_factory=lambda: list(IMAGENET_STD), metadata={"help": "normalisation std, 1 or 3 values"}
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_fraction("test_fraction", self.test_fraction)
+        check_stats(self.mean, self.std)
 
 
 def file_dataset(

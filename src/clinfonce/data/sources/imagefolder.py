@@ -34,8 +34,8 @@ from typing import Any
 import pandas as pd
 
 from clinfonce.data.dataset import AuxInfo, ImageDataset
-from clinfonce.data.file_backed import IMAGENET_MEAN, IMAGENET_STD, check_wordnet_classes, file_dataset
-from clinfonce.data.options import FileOptions, OptionError, check_fraction, check_stats
+from clinfonce.data.file_backed import UserImagesOptions, check_wordnet_classes, file_dataset
+from clinfonce.data.options import OptionError
 from clinfonce.data.paths import (
     IMAGE_EXTENSIONS,
     existing_dir,
@@ -44,20 +44,16 @@ from clinfonce.data.paths import (
     iter_images,
     visible_dirs,
 )
-from clinfonce.data.splits import DEFAULT_TEST_FRACTION, stratified_pick
+from clinfonce.data.splits import stratified_pick
 from clinfonce.errors import InputError
 
 
 @dataclass(kw_only=True)
-class ImageFolderOptions(FileOptions):
+class ImageFolderOptions(UserImagesOptions):
     """Options of an ImageFolder tree."""
 
     root: str = field(
         metadata={"help": "the image folder: <class>/<image>, or train/ and val/ or test/ of class folders"}
-    )
-    test_fraction: float = field(
-        default=DEFAULT_TEST_FRACTION,
-        metadata={"help": "test fraction of each class when the folder has no split folders"},
     )
     hierarchy: str | None = field(
         default=None, metadata={"help": "'wordnet' when the class folders are WordNet ids (n01440764)"}
@@ -65,18 +61,10 @@ class ImageFolderOptions(FileOptions):
     parents: dict[str, Any] | None = field(
         default=None, metadata={"help": "a class hierarchy: class -> parent (or list of parents)"}
     )
-    mean: list[float] = field(
-        default_factory=lambda: list(IMAGENET_MEAN), metadata={"help": "normalisation mean, 1 or 3 values"}
-    )
-    std: list[float] = field(
-        default_factory=lambda: list(IMAGENET_STD), metadata={"help": "normalisation std, 1 or 3 values"}
-    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_fraction("test_fraction", self.test_fraction)
         check_hierarchy(self.hierarchy, self.parents)
-        check_stats(self.mean, self.std)
 
 
 def load(options: ImageFolderOptions, skip_bad: bool = False) -> ImageDataset:

@@ -34,10 +34,10 @@ import numpy as np
 import pandas as pd
 
 from clinfonce.data.dataset import AuxInfo, ImageDataset, is_missing
-from clinfonce.data.file_backed import IMAGENET_MEAN, IMAGENET_STD, check_wordnet_classes, file_dataset
-from clinfonce.data.options import FileOptions, OptionError, check_choice, check_fraction, check_stats
+from clinfonce.data.file_backed import UserImagesOptions, check_wordnet_classes, file_dataset
+from clinfonce.data.options import OptionError, check_choice
 from clinfonce.data.paths import existing_dir, safe_path
-from clinfonce.data.splits import DEFAULT_TEST_FRACTION, normalise_split, stratified_pick
+from clinfonce.data.splits import normalise_split, stratified_pick
 from clinfonce.data.tables import check_encoding, read_table, require_columns
 from clinfonce.errors import InputError
 
@@ -46,7 +46,7 @@ RESERVED_COLUMNS = ("path", "label", "split")
 
 
 @dataclass(kw_only=True)
-class TableOptions(FileOptions):
+class TableOptions(UserImagesOptions):
     """Options of a metadata table of image paths."""
 
     root: str | None = field(
@@ -87,20 +87,9 @@ class TableOptions(FileOptions):
             "help": "text encoding of a delimited table, e.g. latin-1 (null: UTF-8, or UTF-16 with a BOM)"
         },
     )
-    test_fraction: float = field(
-        default=DEFAULT_TEST_FRACTION,
-        metadata={"help": "test fraction of each class when there is no split column"},
-    )
-    mean: list[float] = field(
-        default_factory=lambda: list(IMAGENET_MEAN), metadata={"help": "normalisation mean, 1 or 3 values"}
-    )
-    std: list[float] = field(
-        default_factory=lambda: list(IMAGENET_STD), metadata={"help": "normalisation std, 1 or 3 values"}
-    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_fraction("test_fraction", self.test_fraction)
         check_choice("hierarchy", self.hierarchy, (None, "wordnet"))
         if self.hierarchy is not None and self.hierarchy_col is not None:
             raise OptionError("hierarchy_col", "and hierarchy='wordnet' exclude each other: give one of them")
@@ -111,7 +100,6 @@ class TableOptions(FileOptions):
                 check_encoding(self.encoding)
             except InputError as error:
                 raise OptionError("encoding", str(error)) from None
-        check_stats(self.mean, self.std)
 
 
 def load(options: TableOptions, skip_bad: bool = False) -> ImageDataset:
