@@ -289,3 +289,15 @@ def test_a_full_disk_is_one_line_and_leaves_only_whole_files(tmp_path) -> None:
     assert _temporaries(run) == []
     _assert_nothing_corrupt(run)
     assert RunDir(run).newest_checkpoint() is None  # no checkpoint could be written: --resume starts over
+
+
+def test_resuming_from_a_checkpoint_of_another_model_is_one_line(tmp_path, capsys) -> None:
+    other = tmp_path / "other"
+    assert _train(other, "model.width=4") == 0
+    capsys.readouterr()
+    checkpoint = other / "checkpoints" / "last.ckpt"
+    assert _train(tmp_path / "new", f"train.resume={checkpoint}") == 2
+    err = capsys.readouterr().err.strip()
+    assert (
+        err.endswith("saved with other model.width than this config; it cannot resume it") and "\n" not in err
+    )

@@ -32,6 +32,7 @@ from clinfonce.training.csv_log import ResumableCSVLogger
 from clinfonce.training.environment import environment
 from clinfonce.training.guards import NonFiniteGuard
 from clinfonce.training.module import ContrastiveModule
+from clinfonce.typed import to_mapping
 
 log = logging.getLogger(__name__)
 
@@ -189,6 +190,14 @@ def _checked_start(config: Config, run: RunDir, overwrite: bool) -> _Resume | No
         raise InputError(
             f"{path}: not a training checkpoint (no global_step); resume from a run's checkpoints/"
         )
+    saved = payload.get("clinfonce", {}).get("model")
+    if saved is not None:  # a checkpoint from elsewhere: its weights must fit this config's model
+        model = to_mapping(config.model)
+        different = sorted(f"model.{k}" for k in model if k in saved and saved[k] != model[k])
+        if different:
+            raise InputError(
+                f"{path}: saved with other {', '.join(different)} than this config; it cannot resume it"
+            )
     return _Resume(path, step, epoch)
 
 
