@@ -22,7 +22,7 @@ import yaml
 from clinfonce.clusters import ClusterSpec, build, build_for_dataset, cluster_stats
 from clinfonce.clusters.spec import PATH_RULES, SOURCES
 from clinfonce.data.registry import DATASETS, load_dataset
-from clinfonce.data.tables import read_table, require_columns
+from clinfonce.data.tables import check_writable, read_table, require_columns
 from clinfonce.errors import InputError, RunStopped
 
 EXIT_USER_ERROR = 2
@@ -596,6 +596,7 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 
 def _run_clusters(args: argparse.Namespace) -> int:
+    check_writable(args.out)  # before any work
     spec = _cluster_spec(args)
     if args.dataset is not None:
         dataset = _dataset_from_args(args)

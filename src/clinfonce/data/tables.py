@@ -167,17 +167,24 @@ def require_columns(table: pd.DataFrame, columns: Sequence[str], source: str | o
 WRITABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
 
 
+def check_writable(path: str | os.PathLike) -> str:
+    """The table type (lower-case extension) :func:`write_table` would write at ``path``; an
+    :class:`InputError` for an extension it does not write."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in WRITABLE_SUFFIXES:
+        raise InputError(
+            f"{path}: cannot write a {suffix or 'extension-less'} table; use .csv, .tsv or .parquet"
+        )
+    return suffix
+
+
 def write_table(frame: pd.DataFrame, path: str | os.PathLike) -> None:
     """Write ``frame`` in the format its extension names (CSV, TSV or Parquet), atomically, readable by
     :func:`read_table`; any other extension is an :class:`InputError`."""
     from clinfonce._io import atomic_write_with
 
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in WRITABLE_SUFFIXES:
-        raise InputError(
-            f"{path}: cannot write a {suffix or 'extension-less'} table; use .csv, .tsv or .parquet"
-        )
+    suffix = check_writable(path)
     if suffix in (".parquet", ".pq"):
         atomic_write_with(path, lambda tmp: frame.to_parquet(tmp, index=False))
     else:
