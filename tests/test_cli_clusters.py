@@ -133,3 +133,85 @@ def test_argument_errors_exit_2(capsys) -> None:
         main(["clusters", "--table", "t.csv", "--out", "o.csv", "--top-k", "zero"])
     assert exit_info.value.code == 2
     assert "expected an integer" in capsys.readouterr().err
+
+
+@pytest.fixture
+def small(tmp_path):
+    """Six rows by hand: color (two values, one attribute color=blue, p = 1/2) is the label; shiny (p = 1/2)
+    crosses it; flat is constant."""
+    frame = pd.DataFrame(
+        {
+            "path": [f"img{i}.png" for i in range(6)],
+            "label": ["x", "x", "y", "y", "x", "y"],
+            "color": ["red", "red", "blue", "blue", "red", "blue"],
+            "shiny": [True, False, True, False, False, True],
+            "flat": [False] * 6,
+        }
+    )
+    path = tmp_path / "small.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def _clusters(path, tmp_path, *extra):
+    out = tmp_path / "c.csv"
+    assert main(["clusters", "--table", str(path), *extra, "--out", str(out)]) == 0
+    return out, json.loads(out.with_suffix(".json").read_text())
+
+
+def test_attributes_equal_to_the_labels_are_warned_about(small, tmp_path, capsys) -> None:
+    # color=blue and shiny tie at 1 bit: column order puts color=blue first, and top-1 is the label
+    out, meta = _clusters(
+        small, tmp_path, "--attributes", "color,shiny", "--top-k", "1", "--label-col", "label"
+    )
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:4] == [
+        f"6 rows -> 2 clusters; wrote {out} and {out.with_suffix('.json')}",
+        "attributes (by entropy): color=blue",
+        "warning: the clusters are the labels themselves (the same partition as the label column): "
+        "Cl-InfoNCE is then SupCon, supervised contrastive learning",
+        "n=6  clusters=2  labels=2",
+    ]
+    assert not any(line.startswith("note:") for line in lines)  # the warning is not repeated as a note
+    assert meta["keys"] == ["color!=blue", "color=blue"]
+    assert pd.read_csv(out)["cluster"].tolist() == [0, 0, 1, 1, 0, 1]
+
+
+def test_two_attributes_readable_keys_and_no_warning(small, tmp_path, capsys) -> None:
+    out, meta = _clusters(
+        small, tmp_path, "--attributes", "color,shiny", "--top-k", "2", "--label-col", "label"
+    )
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1:3] == ["attributes (by entropy): color=blue, shiny", "n=6  clusters=4  labels=2"]
+    assert not any(line.startswith("warning:") for line in lines)
+    # (blue, shiny) per row: 00 is red and dull, ... ids in pattern order 00, 01, 10, 11
+    assert meta["keys"] == [
+        "color!=blue & not shiny",
+        "color!=blue & shiny",
+        "color=blue & not shiny",
+        "color=blue & shiny",
+    ]
+    assert pd.read_csv(out)["cluster"].tolist() == [1, 0, 3, 2, 0, 3]
+
+
+def test_one_cluster_is_warned_about_without_labels(small, tmp_path, capsys) -> None:
+    out, meta = _clusters(small, tmp_path, "--attributes", "flat", "--top-k", "1")
+    assert capsys.readouterr().out.splitlines() == [
+        f"6 rows -> 1 clusters; wrote {out} and {out.with_suffix('.json')}",
+        "attributes (by entropy): flat",
+        "warning: one cluster holds every sample: Cl-InfoNCE then pulls every image together and teaches "
+        "nothing; use more attributes or a deeper level",
+    ]
+    assert meta["keys"] == ["not flat"]
+
+
+def test_one_hierarchy_cluster_is_warned_about_once(table, tmp_path, capsys) -> None:
+    path, _ = table
+    edges = tmp_path / "parents.csv"
+    pd.DataFrame({"child": ["dog", "cat"], "parent": ["animal", "animal"]}).to_csv(edges, index=False)
+    _, meta = _clusters(path, tmp_path, "--label-col", "wnid", "--hierarchy", str(edges), "--level", "0")
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].startswith("warning: one cluster holds every sample")
+    assert lines[2] == "n=120  clusters=1  labels=2"
+    assert sum("one cluster" in line for line in lines) == 1 and not lines[1].startswith("attributes")
+    assert meta["keys"] == ["animal"]

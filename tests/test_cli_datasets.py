@@ -39,7 +39,8 @@ def test_clusters_of_an_imagefolder_from_wordnet_levels(tmp_path) -> None:
     cluster_of = written.groupby("label")["cluster"].first()
     assert cluster_of[chihuahua] == cluster_of[tabby] != cluster_of[tench]  # carnivore vs bony fish
     meta = json.loads(out.with_suffix(".json").read_text())
-    assert meta["keys"] == ["n02075296", "n02514825"] and meta["provenance"]["level"] == 11
+    assert meta["keys"] == ["n02075296 (carnivore)", "n02514825 (bony_fish)"]  # ids with their lemmas
+    assert meta["provenance"]["level"] == 11
 
 
 def test_training_stops_at_a_bad_file_or_skips_and_reports_it(tmp_path, capsys) -> None:

@@ -467,7 +467,8 @@ def _run_eval(args: argparse.Namespace) -> int:
 def _run_embed(args: argparse.Namespace) -> int:
     from clinfonce._io import atomic_write_with
     from clinfonce.data.augment import EvalTransform
-    from clinfonce.evaluation.pipeline import extract_features, load_encoder
+    from clinfonce.evaluation.pipeline import load_encoder
+    from clinfonce.features import extract_features
     from clinfonce.run import RunDir
 
     loaded = load_encoder(args.checkpoint)
@@ -623,10 +624,24 @@ def _run_clusters(args: argparse.Namespace) -> int:
         columns["label"] = labels.tolist()
     json_path = assignment.save(args.out, columns=columns)
     print(f"{assignment.n} rows -> {assignment.n_clusters} clusters; wrote {args.out} and {json_path}")
+    from clinfonce.clusters.stats import SAME_AS_LABELS_WARNING, clustering_warnings
+
+    provenance = assignment.provenance or {}
+    if provenance.get("method") == "attributes":
+        print(f"attributes (by entropy): {', '.join(provenance['attributes'])}")
+    stats = None
     if labels is not None:
         labelled = labels.notna().to_numpy()
         if labelled.any():
-            _print_stats(cluster_stats(assignment.ids[labelled], labels.to_numpy()[labelled]))
+            stats = cluster_stats(assignment.ids[labelled], labels.to_numpy()[labelled])
+    # one cluster over all rows; else, over the labelled rows, the same partition as the labels
+    warnings = clustering_warnings(assignment.ids)
+    if not warnings and stats is not None and stats.same_as_labels:
+        warnings = [SAME_AS_LABELS_WARNING]
+    for warning in warnings:
+        print(f"warning: {warning}")
+    if stats is not None:
+        _print_stats(stats, warnings=False)
     return 0
 
 
@@ -690,7 +705,8 @@ def _labels(table: pd.DataFrame, column: str, source: Path) -> np.ndarray:
     return labels.to_numpy()
 
 
-def _print_stats(stats) -> None:
+def _print_stats(stats, warnings: bool = True) -> None:
+    """The statistics, then ``warning:`` lines (unless the caller printed them) and ``note:`` lines."""
     print(
         f"n={stats.n}  clusters={stats.n_clusters}  labels={stats.n_labels}\n"
         f"H(Z)={stats.H_Z:.3f}  H(T)={stats.H_T:.3f}  H(Z|T)={stats.H_Z_given_T:.3f}  "
@@ -698,8 +714,13 @@ def _print_stats(stats) -> None:
         f"purity={stats.purity:.3f}  singleton clusters={stats.singleton_fraction:.1%}  "
         f"cluster size p50={stats.size_percentiles['p50']:.0f} max={stats.size_percentiles['max']:.0f}"
     )
+    severe = stats.warnings()
+    if warnings:
+        for warning in severe:
+            print(f"warning: {warning}")
     for note in stats.recommendations():
-        print(f"note: {note}")
+        if note not in severe:
+            print(f"note: {note}")
 
 
 def _names(text: str) -> list[str]:

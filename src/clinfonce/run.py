@@ -72,6 +72,7 @@ class RunDir:
     CLUSTERS = "clusters.csv"
     CLUSTER_STATS = "cluster_stats.json"
     TRAINING = "training.json"
+    RECLUSTERS = "reclusters.csv"
     SKIPPED = "skipped.csv"
     CHECKPOINTS = "checkpoints"
     LAST_CHECKPOINT = "last.ckpt"
@@ -187,6 +188,17 @@ class RunDir:
     def debug_checkpoint(self, step: int) -> Path:
         """Where the checkpoint of a step that went non-finite is written."""
         return self.checkpoints_dir / f"{self.DEBUG_PREFIX}step{step:08d}.ckpt"
+
+    # ------------------------------------------------------------------------------ K-means re-clustering
+    def append_recluster(self, row: Mapping[str, Any]) -> None:
+        """One more row of ``reclusters.csv`` (the file is rewritten whole, atomically)."""
+        frame = pd.concat([self.reclusters(), pd.DataFrame([dict(row)])], ignore_index=True)
+        atomic_write_with(self.path / self.RECLUSTERS, lambda tmp: frame.to_csv(tmp, index=False))
+
+    def reclusters(self) -> pd.DataFrame:
+        """One row per K-means re-clustering of a run (empty when it had none)."""
+        path = self.path / self.RECLUSTERS
+        return pd.read_csv(path) if path.is_file() else pd.DataFrame()
 
     # -------------------------------------------------------------------------------- training summary
     def write_training(self, summary: Mapping[str, Any]) -> None:

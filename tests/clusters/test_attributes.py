@@ -55,9 +55,13 @@ def test_ranking_by_entropy_by_hand() -> None:
 def test_numeric_column_needs_bins() -> None:
     with pytest.raises(ValueError, match="'size' is numeric"):
         rank_attributes(TABLE, ["size"])
-    quantiles = binarize(TABLE, ["size"], bins={"size": 2})
-    assert quantiles.values.sum(axis=0).tolist() == [4, 4]
+    quantiles = binarize(TABLE, ["size"], bins={"size": 4})
+    assert quantiles.values.sum(axis=0).tolist() == [2, 2, 2, 2]
+    # two bins are a two-valued column: one attribute, the lower half (36, 37, 38.5, 39 <= median 40)
+    halves = binarize(TABLE, ["size"], bins={"size": 2})
+    assert halves.values.astype(int).tolist() == [[1], [1], [0], [0], [1], [0], [1], [0]]
     edges = binarize(TABLE, ["size"], bins={"size": [30, 40, 50]})
+    assert len(edges.names) == 1
     assert edges.values[:, 0].tolist() == [True, True, False, False, True, False, True, False]
     with pytest.raises(ValueError, match="outside the bin edges"):
         binarize(TABLE, ["size"], bins={"size": [30, 40]})
@@ -79,8 +83,21 @@ def test_clusters_equal_brute_force_grouping_of_top_k(seed: int) -> None:
         assert result.n_clusters == len(set(groups))
         # each key spells its cluster's values on the top-k attributes, in rank order
         for row in range(60):
-            assert result.keys[result.ids[row]] == "".join("1" if v else "0" for v in groups[row])
+            words = [
+                (name if value else _negated(name))
+                for name, value in zip(ranking.names[:k], groups[row], strict=True)
+            ]
+            assert result.keys[result.ids[row]] == " & ".join(words)
+        # ids follow the bit patterns (0 before 1, first attribute most significant)
+        patterns = {result.ids[row]: groups[row] for row in range(60)}
+        assert [patterns[c] for c in range(result.n_clusters)] == sorted(set(groups))
         assert result.provenance["attributes"] == list(ranking.names[:k])
+
+
+def _negated(name: str) -> str:
+    """Hand-written negation for the brute-force test: ``shape=round`` -> ``shape!=round``, ``a3`` ->
+    ``not a3``."""
+    return name.replace("=", "!=") if "=" in name else f"not {name}"
 
 
 def test_larger_k_refines_smaller_k() -> None:
@@ -100,8 +117,8 @@ def test_ids_are_deterministic_and_sorted_by_pattern() -> None:
     first = attribute_clusters(TABLE, ["leather", "heel"], k=2)
     again = attribute_clusters(TABLE.copy(), ["leather", "heel"], k=2)
     assert first.ids.tolist() == again.ids.tolist()
-    assert list(first.keys) == sorted(first.keys)
-    assert first.keys == ("00", "10", "11")  # (leather, heel); no shoe has a heel without leather
+    # (leather, heel) patterns 00, 10, 11 in that order; no shoe has a heel without leather
+    assert first.keys == ("not leather & not heel", "leather & not heel", "leather & heel")
     assert first.ids.tolist() == [2, 1, 0, 0, 1, 0, 1, 2]
 
 
@@ -132,6 +149,11 @@ def test_tags_from_strings_and_lists() -> None:
     result = attribute_clusters(table, tags=["tags"], k=3)
     assert result.provenance["n_missing_rows"] == 1  # the None row; the empty string has no tags
     assert result.ids[0] == result.ids[5] and len(set(result.ids.tolist())) == 5
+    # over the 5 present rows beach 3/5, city 2/5, sunset 2/5: one entropy, ties keep the tag order
+    assert result.provenance["attributes"] == ["tags:#beach", "tags:#city", "tags:#sunset"]
+    assert result.keys[result.ids[0]] == "tags:#beach & no tags:#city & tags:#sunset"
+    assert result.keys[result.ids[3]] == "no tags:#beach & no tags:#city & no tags:#sunset"
+    assert result.keys[result.ids[4]] == "<singleton:4>"
     top = binarize(table, tags=["tags"], top_tags=2)
     assert top.names == ("tags:#beach", "tags:#city")  # 3 and 2 uses beat sunset's 2 by text order
 
@@ -164,3 +186,39 @@ def test_nullable_dtypes() -> None:
     result = attribute_clusters(table, ["a", "b"], k=2)
     assert result.provenance["n_missing_rows"] == 2
     assert result.ids[0] == result.ids[3]
+
+
+def test_two_valued_column_counts_once() -> None:
+    # color: blue x2, red x4 -> one attribute color=blue (first in sorted order), p = 2/6
+    # shape: 3 values -> three one-hot attributes; round p = 3/6, square 2/6, star 1/6
+    table = pd.DataFrame(
+        {
+            "color": ["red", "blue", "red", "red", "blue", "red"],
+            "shape": ["round", "round", "square", "star", "square", "round"],
+            "shiny": [True, True, False, False, False, True],  # p = 3/6
+        }
+    )
+    attributes = binarize(table, ["color", "shape", "shiny"])
+    assert attributes.names == ("color=blue", "shape=round", "shape=square", "shape=star", "shiny")
+    assert attributes.values[:, 0].tolist() == [False, True, False, False, True, False]
+    ranking = rank_attributes(attributes)
+    # h(1/2) = 1 for shape=round, shiny; h(1/3) for color=blue, shape=square; h(1/6) for shape=star
+    assert ranking.names == ("shape=round", "shiny", "color=blue", "shape=square", "shape=star")
+    assert ranking.entropy_bits == pytest.approx([1.0, 1.0, h(1 / 3), h(1 / 3), h(1 / 6)])
+    result = attribute_clusters(table, ["color", "shape", "shiny"], k=3)
+    assert result.provenance["attributes"] == ["shape=round", "shiny", "color=blue"]
+    # rows as (round, shiny, blue): 110, 111, 000, 000, 001, 110 -> patterns 000, 001, 110, 111
+    assert result.keys == (
+        "shape!=round & not shiny & color!=blue",
+        "shape!=round & not shiny & color=blue",
+        "shape=round & shiny & color!=blue",
+        "shape=round & shiny & color=blue",
+    )
+    assert result.ids.tolist() == [2, 3, 0, 0, 1, 2]
+
+
+def test_category_key_of_a_column_whose_name_holds_an_equals_sign() -> None:
+    table = pd.DataFrame({"a=b": ["x", "y", "z", "x"]})
+    result = attribute_clusters(table, ["a=b"], k=1)
+    assert result.provenance["attributes"] == ["a=b=x"]  # p = 1/2
+    assert result.keys == ("a=b!=x", "a=b=x")

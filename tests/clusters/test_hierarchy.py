@@ -219,3 +219,17 @@ def test_ids_are_contiguous_and_independent_of_the_map_order():
     # x -> short, y -> alpha, z -> long1, short -> short, long2 -> long1
     assert first.keys == ("alpha", "long1", "short")
     assert first.ids.tolist() == [2, 0, 1, 2, 1, 0, 2]
+
+
+def test_names_go_next_to_the_keys_and_leave_the_ids_alone():
+    labels = ["dog", None, "tench", "tree", "cat"]
+    plain = hierarchy_clusters(labels, TREE, 2)
+    # a mapping that lacks "tree" (and a function) name some nodes; the ids are those of the plain keys
+    names = {"mammal": "Mammalia", "fish": "Pisces"}
+    named = hierarchy_clusters(labels, TREE, 2, names=names)
+    assert plain.keys == ("fish", "mammal", "tree", "<singleton:1>")
+    assert named.keys == ("fish (Pisces)", "mammal (Mammalia)", "tree", "<singleton:1>")
+    assert named.ids.tolist() == plain.ids.tolist() == [1, 3, 0, 2, 1]
+    upper = hierarchy_clusters(labels, TREE, 2, names=str.upper)
+    assert upper.keys == ("fish (FISH)", "mammal (MAMMAL)", "tree (TREE)", "<singleton:1>")
+    assert upper.provenance == plain.provenance

@@ -9,7 +9,12 @@ import pandas as pd
 import pytest
 from sklearn.metrics import mutual_info_score
 
-from clinfonce.clusters.stats import cluster_stats
+from clinfonce.clusters.stats import (
+    SAME_AS_LABELS_WARNING,
+    SINGLE_CLUSTER_WARNING,
+    cluster_stats,
+    clustering_warnings,
+)
 
 
 def test_perfect_clustering() -> None:
@@ -78,3 +83,33 @@ def test_to_dict_has_the_documented_fields() -> None:
 def test_errors(clusters, labels, message) -> None:
     with pytest.raises(ValueError, match=message):
         cluster_stats(clusters, labels)
+
+
+def test_warning_when_the_clusters_are_the_labels() -> None:
+    # same partition, other names: {0,1} {2} {3,4} vs labels b b a c c
+    stats = cluster_stats([7, 7, 3, 5, 5], ["b", "b", "a", "c", "c"])
+    assert stats.same_as_labels and stats.n_pairs == 3
+    assert stats.warnings() == [SAME_AS_LABELS_WARNING]
+    assert stats.recommendations()[0] == SAME_AS_LABELS_WARNING
+    assert "SupCon" in SAME_AS_LABELS_WARNING
+    # a coarser clustering (two labels merged), and a finer one (a label split), are not the labels
+    for clusters in ([0, 0, 0, 1, 1], [0, 1, 2, 3, 3]):
+        coarse_or_fine = cluster_stats(clusters, ["b", "b", "a", "c", "c"])
+        assert not coarse_or_fine.same_as_labels and coarse_or_fine.warnings() == []
+    # as many clusters as labels but crossing them: pairs (0,x) (0,y) (1,x) (1,y) -> 4 pairs
+    crossed = cluster_stats([0, 0, 1, 1], ["x", "y", "x", "y"])
+    assert crossed.n_pairs == 4 and not crossed.same_as_labels
+
+
+def test_warning_for_one_cluster_also_without_labels() -> None:
+    stats = cluster_stats([7, 7, 7], ["a", "b", "a"])
+    assert stats.warnings() == [SINGLE_CLUSTER_WARNING]
+    # one cluster over one label is the labels too, but the one-cluster warning says it all
+    assert cluster_stats([1, 1], ["a", "a"]).warnings() == [SINGLE_CLUSTER_WARNING]
+    assert clustering_warnings(["z", "z", "z"]) == [SINGLE_CLUSTER_WARNING]
+    assert clustering_warnings([0, 1, 0]) == []
+    assert clustering_warnings([0]) == []  # a single sample is not a degenerate clustering
+    assert clustering_warnings([0, 1, 1], [5, 6, 6]) == [SAME_AS_LABELS_WARNING]
+    # stats saved before n_pairs existed (n_pairs=0) never claim to be the labels
+    old = cluster_stats([0, 1], ["a", "b"]).to_dict() | {"n_pairs": 0}
+    assert not type(stats)(**old).same_as_labels

@@ -117,6 +117,12 @@ def test_parent_map_feeds_hierarchy_clusters(mini):
     assert hierarchy_clusters(labels, parents, 5).keys == tuple(
         sorted([ids["lassie"], ids["puppy"], ids["dog"]])
     )
+    # with the first lemma next to each wnid (same ids); the fixture's offsets give dog < puppy < lassie
+    named = hierarchy_clusters(labels, parents, 3, names=wordnet.name)
+    assert named.keys == (f"{ids['canine']} (canine)",)
+    five = hierarchy_clusters(labels, parents, 5, names=wordnet.name)
+    assert five.keys == (f"{ids['dog']} (dog)", f"{ids['puppy']} (puppy)", f"{ids['lassie']} (Lassie)")
+    assert five.ids.tolist() == hierarchy_clusters(labels, parents, 5).ids.tolist() == [1, 2, 0]
 
 
 def test_directory_from_environment(mini, monkeypatch, tmp_path_factory):
@@ -193,6 +199,9 @@ def test_real_imagenet_classes_first_rule_is_the_taxonomic_path():
     eleven = hierarchy_clusters(labels, parents, 11)
     assert eleven.keys == ("n02075296", "n02514825")  # carnivore, bony_fish
     assert eleven.ids.tolist() == [0, 0, 1, 0]
+    named = hierarchy_clusters(labels, parents, 11, names=WordNet().name)
+    assert named.keys == ("n02075296 (carnivore)", "n02514825 (bony_fish)")
+    assert named.ids.tolist() == [0, 0, 1, 0]
     twelve = hierarchy_clusters(labels, parents, 12)
     assert twelve.keys == ("n02083346", "n02120997", "n02528163")  # canine, feline, teleost_fish
     assert twelve.ids.tolist() == [0, 1, 2, 0]

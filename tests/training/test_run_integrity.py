@@ -159,7 +159,7 @@ def _kill_once(run: Path, rng: random.Random, aim_at_a_write: bool) -> int | Non
     deadline, saves, delay = time.monotonic() + 120, rng.randint(1, 4), rng.uniform(0.0, 0.05)
     saved: set[str] = set()  # checkpoints this process wrote (older ones are deleted as it goes)
     while process.poll() is None and time.monotonic() < deadline:
-        fresh = [p for p in _files(run / "checkpoints") if p.stat().st_mtime > started]
+        fresh = [p for p, mtime in _files(run / "checkpoints") if mtime > started]
         if aim_at_a_write and any(TEMP_MARKER in p.name for p in fresh):
             break  # this process is writing a checkpoint right now
         saved |= {p.name for p in fresh if TEMP_MARKER not in p.name and p.name != RunDir.LAST_CHECKPOINT}
@@ -176,11 +176,15 @@ def _kill_once(run: Path, rng: random.Random, aim_at_a_write: bool) -> int | Non
     return -1 if newest is None else checkpoint_step(newest)
 
 
-def _files(folder: Path) -> list[Path]:
-    try:
-        return [p for p in folder.iterdir() if p.exists()]
-    except FileNotFoundError:
-        return []
+def _files(folder: Path) -> list[tuple[Path, float]]:
+    """``(path, mtime)`` of the files in ``folder`` now; files the training deletes meanwhile are passed over."""
+    found = []
+    for path in folder.iterdir() if folder.is_dir() else []:
+        try:
+            found.append((path, path.stat().st_mtime))
+        except FileNotFoundError:
+            continue
+    return found
 
 
 def test_sigkills_at_random_moments_lose_nothing(tmp_path) -> None:

@@ -15,7 +15,7 @@ from clinfonce.clusters.build import build, build_for_dataset, clusters_from_fil
 from clinfonce.clusters.hierarchy import hierarchy_clusters, root_paths
 from clinfonce.clusters.kmeans import KMeansResult, fit_kmeans, kmeans_clusters
 from clinfonce.clusters.spec import ClusterSpec
-from clinfonce.clusters.stats import ClusterStats, cluster_stats
+from clinfonce.clusters.stats import ClusterStats, cluster_stats, clustering_warnings
 from clinfonce.clusters.wordnet import WordNet
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "build",
     "build_for_dataset",
     "cluster_stats",
+    "clustering_warnings",
     "clusters_from_file",
     "fit_kmeans",
     "hierarchy_clusters",

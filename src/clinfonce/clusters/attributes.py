@@ -4,16 +4,29 @@ The recipe of the paper (UT-Zappos50K, CUB-200-2011, Wider Attribute):
 
 1. Every auxiliary column becomes one or more *binary attributes*:
    - a boolean column, or a numeric column whose values are all 0/1, is one attribute (``"name"``);
-   - a categorical (string / object / category) column with m values becomes m one-hot attributes
+   - a categorical (string / object / category) column with m >= 3 values becomes m one-hot attributes
      (``"name=value"``, values in sorted order);
+   - a categorical column with two values (say ``color`` red/blue) is ONE attribute, ``"name=value"`` for
+     the first value in sorted order (``color=blue``): its two one-hot attributes would be complements of
+     each other, with the same entropy and the same information, and would be ranked (and use up top-k
+     places) twice. A column with a single value is one constant attribute;
    - a numeric column with other values is rejected unless a binning is given for it (``bins``): an int
-     asks for that many quantile bins, a list gives the bin edges; the bins are then one-hot attributes;
+     asks for that many quantile bins, a list gives the bin edges; the bins are then categorical values
+     as above (two bins: one attribute);
    - a *tag* column (a list of tags per row, or a delimited string such as ``"#beach #sunset"``) gives one
      attribute per distinct tag (``"name:tag"``), optionally only the ``top_tags`` most frequent ones.
 2. Attributes are ranked by the entropy of their 0/1 distribution (in bits), highest first; ties keep the
-   order of step 1 (columns in the order given), so the ranking is deterministic.
+   order of step 1 (columns in the order given), so the ranking is deterministic. A one-hot attribute of a
+   categorical column is ranked on its own, like any binary attribute: ``color=red`` (is it red or not)
+   competes with ``leather`` and with ``color=blue``; a value held by about half of the rows ranks first,
+   a rare or near-universal value last. The top k may therefore hold some values of a column and not
+   others.
 3. The cluster of a row is the combination of its values on the top-k attributes. A larger k refines the
-   clusters of a smaller k.
+   clusters of a smaller k. Cluster ids follow the bit pattern of the cluster on the top-k attributes (in
+   rank order, 0 before 1); the key of a cluster spells that combination, attributes in rank order joined
+   by `` & ``: a plain binary attribute reads ``name`` or ``not name``, a categorical value ``name=value``
+   or ``name!=value``, a tag ``name:tag`` or ``no name:tag``, e.g.
+   ``leather & color!=red & not heel``.
 
 Missing values (NaN / None) are never guessed: a row whose value is missing in any of the top-k attributes
 gets a cluster of its own (for Cl-InfoNCE that row then behaves as in SimCLR), and the count of such rows
@@ -58,12 +71,26 @@ class BinaryAttributes:
         names: ``[A]`` attribute names (``"col"``, ``"col=value"``, ``"col:tag"``).
         sources: ``[A]`` the table column each attribute came from.
         missing_rows: source column -> ``bool [N]`` rows where it is missing (columns with none are absent).
+        kinds: ``[A]`` ``"binary"`` (a 0/1 or boolean column), ``"category"`` (``col=value``) or ``"tag"``
+            (``col:tag``); empty means every attribute is ``"binary"``. Only the cluster keys use it.
     """
 
     values: np.ndarray
     names: tuple[str, ...]
     sources: tuple[str, ...]
     missing_rows: Mapping[str, np.ndarray]
+    kinds: tuple[str, ...] = ()
+
+    def labels(self, index: int) -> tuple[str, str]:
+        """How a cluster key writes attribute ``index`` when it is 0 and when it is 1."""
+        name = self.names[index]
+        kind = self.kinds[index] if self.kinds else "binary"
+        if kind == "category":  # name is f"{source}={value}"; the column name may hold "=" itself
+            source = self.sources[index]
+            return f"{source}!={name[len(source) + 1 :]}", name
+        if kind == "tag":
+            return f"no {name}", name
+        return f"not {name}", name
 
     def missing_count(self) -> np.ndarray:
         """``int64 [A]``: rows where each attribute is missing."""
@@ -153,6 +180,7 @@ def binarize(
     blocks: list[np.ndarray] = []
     names: list[str] = []
     sources: list[str] = []
+    kinds: list[str] = []
     missing_rows: dict[str, np.ndarray] = {}
     for name in [*columns, *tags]:
         column = table[name]
@@ -160,15 +188,18 @@ def binarize(
         if name in tags:
             values, attribute_names = _binarize_tags(column, name, top_tags, tag_separator)
             missing = np.array([_is_missing_cell(cell) for cell in column], dtype=bool)
+            kind = "tag"
         elif name in binary:
-            values, attribute_names = None, [name]
+            values, attribute_names, kind = None, [name], "binary"
         else:
             values, attribute_names = _binarize_categories(column, name, bins.get(name))
+            kind = "category"
         if missing is not None and missing.any():
             missing_rows[name] = missing
         blocks.append(values)
         names.extend(attribute_names)
         sources.extend([name] * len(attribute_names))
+        kinds.extend([kind] * len(attribute_names))
     widths = [1 if block is None else block.shape[1] for block in blocks]
     starts = np.cumsum([0, *widths[:-1]])
     plain = [i for i, block in enumerate(blocks) if block is None]
@@ -183,7 +214,11 @@ def binarize(
             if block is not None:
                 matrix[:, start : start + width] = block
     return BinaryAttributes(
-        values=matrix, names=tuple(names), sources=tuple(sources), missing_rows=missing_rows
+        values=matrix,
+        names=tuple(names),
+        sources=tuple(sources),
+        missing_rows=missing_rows,
+        kinds=tuple(kinds),
     )
 
 
@@ -227,8 +262,10 @@ def attribute_clusters(
 
     Returns:
         Ids in ``0..K-1`` (clusters ordered by their bit pattern on the top-k attributes, then one singleton
-        per row with a missing value, in row order). ``keys[c]`` is the bit pattern of cluster c as a string
-        of k ``0``/``1`` characters in rank order; the provenance lists the k attributes and their entropies.
+        per row with a missing value, in row order). ``keys[c]`` spells the values of cluster c on the top-k
+        attributes in rank order (see the module docstring), e.g. ``"leather & color!=red"``; a singleton
+        of a row with a missing value has the key ``"<singleton:row>"``. The provenance lists the k
+        attributes and their entropies.
     """
     attributes = (
         table if isinstance(table, BinaryAttributes) else binarize(table, columns, **binarize_options)
@@ -247,8 +284,8 @@ def attribute_clusters(
         selected[~incomplete] if incomplete.any() else selected, axis=1
     )  # [N_regular, ceil(k/8)]
     inverse, first = _unique_rows(packed)
-    patterns = np.unpackbits(packed[first], axis=1, count=k) + ord("0")
-    keys = np.ascontiguousarray(patterns).view(f"S{k}").reshape(-1).astype(str).tolist()
+    patterns = np.unpackbits(packed[first], axis=1, count=k)  # [G, k], groups in bit-pattern order
+    keys = _pattern_keys(patterns, [attributes.labels(int(i)) for i in top])
     provenance = {
         "method": "attributes",
         "k": int(k),
@@ -262,6 +299,13 @@ def attribute_clusters(
         **{key: value for key, value in binarize_options.items() if value is not None},
     }
     return ClusterAssignment.from_inverse(inverse, keys, provenance, singleton_rows=incomplete)
+
+
+def _pattern_keys(patterns: np.ndarray, labels: Sequence[tuple[str, str]]) -> list[str]:
+    """Readable keys of ``uint8 [G, k]`` 0/1 patterns: ``labels[j][bit]`` per attribute, joined by ``&``."""
+    words = np.array(labels, dtype=object).reshape(len(labels), 2)  # [k, 2]
+    chosen = words[np.arange(len(labels))[None, :], patterns.astype(np.intp)]  # [G, k]
+    return [" & ".join(row) for row in chosen.tolist()]
 
 
 def _unique_rows(packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -372,6 +416,8 @@ def _binarize_categories(
             f"column {name!r} has {len(categories)} distinct values (more than {MAX_CATEGORIES}): is it an "
             "identifier or free text? Use it as a tag column or bin it"
         )
+    if len(categories) == 2:  # complementary one-hot attributes: keep the first, count the column once
+        return (codes == 0)[:, None], [f"{name}={categories[0]}"]
     values = codes[:, None] == np.arange(len(categories))[None, :]
     return values, [f"{name}={category}" for category in categories]
 

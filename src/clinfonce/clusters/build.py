@@ -146,14 +146,17 @@ def _hierarchy(
         raise InputError(
             f"{name} has no class hierarchy of its own; give one (wordnet or a child,parent CSV)"
         )
+    names = None
     if hierarchy == "wordnet":
         present = sorted({str(label) for label in labels if not pd.isna(label)})
-        parents: Parents = WordNet(spec.wordnet_dir).parent_map(present)
+        wordnet = WordNet(spec.wordnet_dir)
+        parents: Parents = wordnet.parent_map(present)
+        names = wordnet.name  # keys read "n02084071 (dog)"
     elif isinstance(hierarchy, str):
         parents = read_parents(Path(hierarchy))
     else:
         parents = hierarchy
-    return hierarchy_clusters(labels, parents, spec.level, path_rule=spec.path_rule)
+    return hierarchy_clusters(labels, parents, spec.level, path_rule=spec.path_rule, names=names)
 
 
 def _kmeans(spec: ClusterSpec, table: pd.DataFrame, features: np.ndarray | None) -> ClusterAssignment:

@@ -20,12 +20,17 @@ several paths, and those whose ancestor at the level would differ under another 
 
 A class whose chosen path is not deeper than the level stays its own cluster. Samples whose label is
 missing (``None`` / NaN) each get a singleton cluster of their own; they are counted in the provenance.
+
+Cluster keys are the ancestor names. When the names are ids (WordNet's ``n02084071``), ``names`` gives a
+readable name to write next to each, e.g. ``n02084071 (dog)`` with ``names=WordNet().name``; cluster ids
+stay ordered by the ancestor id, so they do not depend on whether names are given.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -83,7 +88,11 @@ def choose_path(paths: Sequence[tuple[str, ...]], rule: str = "first") -> tuple[
 
 
 def hierarchy_clusters(
-    labels: Sequence[Any] | np.ndarray, parents: Parents, level: int, path_rule: str = "first"
+    labels: Sequence[Any] | np.ndarray,
+    parents: Parents,
+    level: int,
+    path_rule: str = "first",
+    names: Callable[[str], str] | Mapping[str, str] | None = None,
 ) -> ClusterAssignment:
     """Cluster samples by the ancestor of their class at depth ``level`` of the hierarchy.
 
@@ -96,9 +105,12 @@ def hierarchy_clusters(
         parents: class name -> parent name, parent names, or ``None`` for a root.
         level: depth of the ancestor that names the cluster (the root is depth 0); an int ``>= 0``.
         path_rule: which root path a class with several uses: ``"first"`` or ``"shortest"``.
+        names: optional node -> readable name (a function such as :meth:`WordNet.name
+            <clinfonce.clusters.wordnet.WordNet.name>`, or a mapping; nodes a mapping lacks keep their bare
+            key); the key of a cluster is then ``"node (name)"``. Ids do not change.
 
     Returns:
-        The assignment; its keys are the ancestor names. The provenance holds ``method``, ``level``,
+        The assignment; its keys are the ancestor names (with ``names``: ``"n02084071 (dog)"``). The provenance holds ``method``, ``level``,
         ``path_rule``, ``n_classes``, ``n_missing``, ``classes_shallower_than_level`` (depth strictly
         below ``level``; they keep their own cluster) with its count, ``multi_path_classes`` (one record per
         class with several root paths: the class, its number of paths, the chosen path and the ancestor at
@@ -157,7 +169,18 @@ def hierarchy_clusters(
         "n_ambiguous_at_level": len(ambiguous),
         "ambiguous_at_level": ambiguous,
     }
-    return ClusterAssignment.from_tokens(tokens, provenance, singleton_rows=missing)
+    assignment = ClusterAssignment.from_tokens(tokens, provenance, singleton_rows=missing)
+    if names is None:
+        return assignment
+    n_regular = assignment.n_clusters - int(missing.sum())
+    keys = [_named(key, names) for key in assignment.keys[:n_regular]]
+    return dataclasses.replace(assignment, keys=(*keys, *assignment.keys[n_regular:]))
+
+
+def _named(node: str, names: Callable[[str], str] | Mapping[str, str]) -> str:
+    """``"node (name)"``, or ``node`` when there is no name for it."""
+    name = names.get(node) if isinstance(names, Mapping) else names(node)
+    return f"{node} ({name})" if name and name != node else node
 
 
 def _ancestor(path: tuple[str, ...], level: int) -> str:

@@ -28,7 +28,9 @@ class ClusterSpec:
       ``level``, ``path_rule``, ``wordnet_dir``;
     - ``labels``: the downstream labels themselves (Cl-InfoNCE is then SupCon);
     - ``file``: ``file``, a clusters CSV written by ``clinfonce clusters`` (matched by ``path``);
-    - ``kmeans``: ``k``, ``spherical``, ``seed`` and ``features`` (an ``.npy`` of ``[N, D]`` features);
+    - ``kmeans``: ``k``, ``spherical``, ``seed`` and ``features`` (an ``.npy`` of ``[N, D]`` features); in
+      training without ``features``, the model's own (the paper's Algorithm 1): InfoNCE for
+      ``warmup_epochs``, then K-means on the training set's L2-normalised head outputs every ``every`` epochs;
     - ``none``: no clusters (SimCLR, SupCon and cross-entropy need none).
     """
 
@@ -64,7 +66,20 @@ class ClusterSpec:
     spherical: bool = field(default=True, metadata={"help": "K-means on L2-normalised features (cosine)"})
     seed: int = field(default=0, metadata={"help": "K-means seed"})
     features: str | None = field(
-        default=None, metadata={"help": ".npy file of [N, D] features, row i = row i of the data"}
+        default=None,
+        metadata={
+            "help": ".npy of [N, D] features, row i = row i of the data; unset in training: the model's own"
+        },
+    )
+    every: int = field(
+        default=1,
+        metadata={"help": "training with the model's own features: re-cluster every this many epochs"},
+    )
+    warmup_epochs: int = field(
+        default=1,
+        metadata={
+            "help": "training with the model's own features: epochs of InfoNCE before the first clustering"
+        },
     )
 
     def check(self, name: Callable[[str], str] = lambda key: f"clusters.{key}") -> ClusterSpec:
@@ -78,6 +93,8 @@ class ClusterSpec:
             (self.path_rule in PATH_RULES, "path_rule", " or ".join(PATH_RULES)),
             (self.k >= 1, "k", ">= 1"),
             (0 <= self.seed < 2**31, "seed", "in 0..2^31-1"),
+            (self.every >= 1, "every", ">= 1"),
+            (self.warmup_epochs >= 0, "warmup_epochs", ">= 0"),
         ]
         for ok, key, expected in checks:
             if not ok:
@@ -85,3 +102,8 @@ class ClusterSpec:
         if self.source == "file" and not self.file:
             raise InputError(f"{name('source')}=file needs {name('file')} (a clusters CSV)")
         return self
+
+    @property
+    def reclusters(self) -> bool:
+        """Whether training clusters the model's own features as it goes (K-means without a features file)."""
+        return self.source == "kmeans" and self.features is None

@@ -4,6 +4,11 @@ With Z the cluster of a sample and T its downstream label, over the empirical jo
 (Z, T), in bits: H(Z), H(T), H(Z|T), H(T|Z) and I(Z;T) = H(T) - H(T|Z). The paper finds accuracy rises with
 I(Z;T) (clusters that say much about the label) and falls with H(Z|T) (clusters that split a label into many
 pieces); adding attributes raises both, so there is a sweet spot.
+
+Two clusterings defeat the purpose and are warned about (:meth:`ClusterStats.warnings`,
+:func:`clustering_warnings`): one cluster holding every sample (Cl-InfoNCE then pulls every image towards
+every other: it teaches nothing), and clusters that are the labels themselves, i.e. the same partition of
+the samples as the label column (Cl-InfoNCE is then SupCon, supervised contrastive learning).
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ class ClusterStats:
         singleton_fraction: fraction of clusters with one member.
         samples_in_singletons: fraction of samples alone in their cluster (they reduce to SimCLR).
         size_percentiles: cluster-size percentiles ``min, p10, p50, p90, max``.
+        n_pairs: distinct (cluster, label) pairs; the clusters are the labels exactly when
+            ``n_pairs == n_clusters == n_labels``. 0 when unknown.
     """
 
     n: int
@@ -45,16 +52,27 @@ class ClusterStats:
     singleton_fraction: float
     samples_in_singletons: float
     size_percentiles: dict[str, float] = field(default_factory=dict)
+    n_pairs: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict with the field names above."""
         return asdict(self)
 
-    def recommendations(self) -> list[str]:
-        """Plain-language warnings about clusterings that will not help Cl-InfoNCE."""
-        notes = []
+    @property
+    def same_as_labels(self) -> bool:
+        """Whether the clusters are the same partition of the samples as the labels (names aside)."""
+        return self.n_pairs > 0 and self.n_pairs == self.n_clusters == self.n_labels
+
+    def warnings(self) -> list[str]:
+        """The clusterings Cl-InfoNCE cannot learn from as intended: one cluster, or the labels themselves."""
         if self.n_clusters == 1:
-            notes.append("one cluster holds every sample: it carries no information; use more attributes")
+            return [SINGLE_CLUSTER_WARNING] if self.n > 1 else []
+        return [SAME_AS_LABELS_WARNING] if self.same_as_labels else []
+
+    def recommendations(self) -> list[str]:
+        """Plain-language warnings about clusterings that will not help Cl-InfoNCE: :meth:`warnings`
+        first, then milder notes."""
+        notes = self.warnings()
         if self.samples_in_singletons > 0.5:
             notes.append(
                 f"{self.samples_in_singletons:.0%} of samples are alone in their cluster, where Cl-InfoNCE "
@@ -63,6 +81,31 @@ class ClusterStats:
         if self.H_T > 0 and self.I_Z_T / self.H_T < 0.05:
             notes.append("the clusters say almost nothing about the labels (I(Z;T) < 5% of H(T))")
         return notes
+
+
+SINGLE_CLUSTER_WARNING = (
+    "one cluster holds every sample: Cl-InfoNCE then pulls every image together and teaches nothing; "
+    "use more attributes or a deeper level"
+)
+SAME_AS_LABELS_WARNING = (
+    "the clusters are the labels themselves (the same partition as the label column): Cl-InfoNCE is "
+    "then SupCon, supervised contrastive learning"
+)
+
+
+def clustering_warnings(
+    cluster_ids: Sequence[Any] | np.ndarray, labels: Sequence[Any] | np.ndarray | None = None
+) -> list[str]:
+    """:meth:`ClusterStats.warnings` of a clustering, also without labels (then only the one-cluster check).
+
+    Args:
+        cluster_ids: ``[N]`` cluster tokens.
+        labels: optional ``[N]`` labels, none missing (rows without a label must be left out beforehand).
+    """
+    if labels is not None:
+        return cluster_stats(cluster_ids, labels).warnings()
+    values = np.asarray(cluster_ids)
+    return [SINGLE_CLUSTER_WARNING] if len(values) > 1 and len(_codes(values)[1]) == 1 else []
 
 
 def cluster_stats(
@@ -116,6 +159,7 @@ def cluster_stats(
             name: float(value)
             for name, value in zip(("min", "p10", "p50", "p90", "max"), percentiles, strict=True)
         },
+        n_pairs=len(joint_counts),
     )
 
 

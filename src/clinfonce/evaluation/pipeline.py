@@ -16,11 +16,11 @@ from clinfonce._io import load_checkpoint
 from clinfonce.config import EvalConfig, ModelConfig
 from clinfonce.data.augment import EvalTransform
 from clinfonce.data.dataset import ImageDataset
-from clinfonce.data.loaders import eval_loader
 from clinfonce.errors import InputError
 from clinfonce.evaluation.knn import knn_accuracy
 from clinfonce.evaluation.linear_probe import fit_linear_probe
 from clinfonce.evaluation.report import render_run_report
+from clinfonce.features import extract_features
 from clinfonce.models import ENCODER_FORMAT, Encoder
 from clinfonce.run import RunDir
 from clinfonce.typed import from_mapping
@@ -80,30 +80,6 @@ def load_encoder(path: str | Path) -> LoadedEncoder:
     return LoadedEncoder(
         encoder, model, int(meta["crop_size"]), tuple(meta["mean"]), tuple(meta["std"]), path
     )
-
-
-@torch.no_grad()
-def extract_features(
-    encoder: Encoder,
-    dataset: ImageDataset,
-    rows: np.ndarray,
-    transform: EvalTransform,
-    batch_size: int = 256,
-    workers: int = 0,
-    projection: bool = False,
-) -> np.ndarray:
-    """``float32 [len(rows), F]`` backbone features (or head outputs with ``projection``) in eval mode."""
-    device = next(encoder.parameters()).device
-    was_training = encoder.training
-    encoder.eval()
-    chunks = []
-    for images, _, _ in eval_loader(dataset, rows, batch_size, workers):
-        inputs = transform(images.to(device))
-        chunks.append((encoder(inputs) if projection else encoder.features(inputs)).float().cpu())
-    encoder.train(was_training)
-    if not chunks:
-        return np.zeros((0, encoder.feature_dim), dtype=np.float32)
-    return torch.cat(chunks).numpy()
 
 
 def evaluate_encoder(

@@ -32,6 +32,7 @@ from clinfonce.training.csv_log import ResumableCSVLogger
 from clinfonce.training.environment import environment
 from clinfonce.training.guards import NonFiniteGuard
 from clinfonce.training.module import ContrastiveModule
+from clinfonce.training.recluster import Recluster
 from clinfonce.typed import to_mapping
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ def train(
     if len(rows) == 0:
         raise InputError(f"dataset {dataset.name!r} has no training images")
     clusters = None
-    if config.method.name == "clinfonce":
+    if config.method.name == "clinfonce" and not config.clusters.reclusters:
         started = time.perf_counter()
         log.info("stage 1: %s clusters of %d training images ...", config.clusters.source, len(rows))
         clusters = build_for_dataset(config.clusters, dataset, rows)
@@ -99,6 +100,8 @@ def train(
         )
         module.announce_epochs = not shows_progress_bar(config)  # one line per epoch instead of a bar
         guard = NonFiniteGuard(run, config.train.max_bad_steps, config.train.precision != "16-mixed")
+        if config.method.name == "clinfonce" and config.clusters.reclusters:
+            callbacks = [Recluster(config.clusters, dataset, rows, run, config.eval.batch_size), *callbacks]
         trainer = build_trainer(config, run, [guard, *callbacks], resume.step if resume else None)
         loader = train_loader(
             dataset, rows, config.optim.batch_size, config.train.seed, config.data.num_workers

@@ -1,0 +1,95 @@
+"""K-means Cl-InfoNCE inside training (the paper's Algorithm 1): InfoNCE for the warm-up, then K-means on
+the model's own features at the start of every `every`-th epoch; the ids survive a resume."""
+
+from __future__ import annotations
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from clinfonce.clusters import kmeans_clusters
+from clinfonce.config import load_config
+from clinfonce.data.augment import EvalTransform
+from clinfonce.data.synthetic import shapes_dataset
+from clinfonce.features import extract_features
+from clinfonce.models import Encoder
+from clinfonce.training.engine import train
+
+SETTINGS = [
+    "data.options.n_train=256",
+    "data.options.n_test=64",
+    "data.options.seed=4",
+    "model.width=8",
+    "model.head_dim=16",
+    "optim.batch_size=32",
+    "train.progress_bar=false",
+    "clusters.source=kmeans",
+    "clusters.k=12",
+]
+
+
+@pytest.fixture(scope="module")
+def data():
+    return shapes_dataset(n_train=256, n_test=64, seed=4)
+
+
+def _config(out, *extra):
+    return load_config("shapes", [*SETTINGS, f"train.out={out}", *extra])
+
+
+class _Stop(L.Callback):
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_train_epoch_end(self, trainer, module) -> None:
+        if trainer.current_epoch == self.epoch:
+            trainer.should_stop = True
+
+
+def test_reclusters_on_schedule_with_the_models_own_features(tmp_path, data) -> None:
+    run = train(
+        _config(tmp_path / "run", "train.epochs=4", "clusters.warmup_epochs=1", "clusters.every=2"),
+        dataset=data,
+    )
+    log = run.reclusters()
+    assert log["epoch"].tolist() == [1, 3]  # after one warm-up epoch, then every second epoch
+    assert (log["n_clusters"] <= 12).all() and (log["n_clusters"] >= 2).all()
+    assert {"seconds", "epoch_seconds", "I_Z_T", "H_Z_given_T"} <= set(log.columns)
+    # the ids in the buffer are K-means of the L2-normalised head outputs at the start of epoch 3: redo it
+    # from the epoch-2 checkpoint's weights, independently of the callback
+    checkpoint = torch.load(run.checkpoints_dir / "epoch0002.ckpt", weights_only=True)
+    encoder = Encoder("small", True, 16, 8)
+    encoder.load_state_dict(
+        {k[len("encoder.") :]: v for k, v in checkpoint["state_dict"].items() if k.startswith("encoder.")}
+    )
+    meta = checkpoint["clinfonce"]
+    rows = data.rows("train")
+    features = extract_features(
+        encoder, data, rows, EvalTransform(meta["crop_size"], meta["mean"], meta["std"]), projection=True
+    )
+    features = features / np.linalg.norm(features, axis=1, keepdims=True)
+    expected = kmeans_clusters(features, 12, seed=3, spherical=True).ids
+    final = torch.load(run.checkpoints_dir / "last.ckpt", weights_only=True)["state_dict"][
+        "cluster_ids"
+    ].numpy()
+    np.testing.assert_array_equal(final[rows], expected)
+    assert (final[data.rows("test")] == -1).all()  # only training rows are clustered
+
+
+def test_warm_up_is_infonce_and_ids_survive_a_resume(tmp_path, data) -> None:
+    settings = ("train.epochs=3", "clusters.warmup_epochs=1")
+    straight = train(_config(tmp_path / "straight", *settings), dataset=data)
+    first = train(_config(tmp_path / "resumed", *settings), callbacks=[_Stop(1)], dataset=data)
+    stopped = torch.load(first.last_checkpoint, weights_only=True)
+    assert stopped["epoch"] == 1 and (stopped["state_dict"]["cluster_ids"][data.rows("train")] >= 0).all()
+    train(_config(tmp_path / "resumed", *settings, "train.resume=auto"), dataset=data)
+    a = pd.read_csv(straight.path / "reclusters.csv")
+    b = pd.read_csv(first.path / "reclusters.csv")
+    columns = ["epoch", "n_clusters", "I_Z_T", "H_Z_given_T"]
+    pd.testing.assert_frame_equal(a[columns], b[columns])  # one clustering per epoch, none lost or repeated
+    wa = torch.load(straight.encoder_path, weights_only=True)["state_dict"]
+    wb = torch.load(first.encoder_path, weights_only=True)["state_dict"]
+    for key in wa:
+        torch.testing.assert_close(wa[key], wb[key], rtol=0, atol=0, msg=key)
