@@ -202,6 +202,7 @@ def _plot(out: Path, table: pd.DataFrame) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     figure, (bars, curves) = plt.subplots(1, 2, figsize=(10, 4))
     summary = _summary(table)
@@ -219,6 +220,7 @@ def _plot(out: Path, table: pd.DataFrame) -> None:
                 label=Path(run).name,
             )
     curves.set_xlabel("epoch")
+    curves.xaxis.set_major_locator(MaxNLocator(integer=True))
     curves.set_ylabel("training loss")
     curves.set_title("Training curves")
     curves.legend(fontsize=7)
