@@ -263,7 +263,13 @@ def test_bad_steps_within_the_budget_are_skipped_and_counted(tmp_path) -> None:
 
 def test_ctrl_c_saves_and_says_how_to_resume(tmp_path) -> None:
     run = tmp_path / "run"
-    process = subprocess.Popen(_command(run), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def default_ctrl_c() -> None:  # a job started in the background of a script inherits an ignored SIGINT
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    process = subprocess.Popen(
+        _command(run), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=default_ctrl_c
+    )
 
     def steps_saved() -> int:  # the newest step checkpoint's step (older ones are deleted as it goes)
         names = [p.name for p, _ in _files(run / "checkpoints") if p.name.startswith("step")]
