@@ -236,7 +236,7 @@ def _add_dataset_arguments(p: argparse.ArgumentParser, required: bool, table: bo
 
 
 def _add_data(commands: argparse._SubParsersAction) -> None:
-    p = commands.add_parser("data", help="dataset tools (check)")
+    p = commands.add_parser("data", help="dataset tools (check, options)")
     data_commands = p.add_subparsers(dest="data_command", metavar="DATA_COMMAND")
     check = data_commands.add_parser(
         "check",
@@ -361,8 +361,8 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
         nargs="?",
         const="auto",
         metavar="CHECKPOINT",
-        help="continue an interrupted run: from CHECKPOINT, or without one from the run directory's "
-        "last checkpoint (same as train.resume=auto)",
+        help="continue an interrupted run (same config; train.epochs may grow): from CHECKPOINT, or without "
+        "one from the run directory's newest loadable checkpoint (same as train.resume=auto)",
     )
     p.add_argument(
         "--overwrite", action="store_true", help="replace the run already in train.out (it is deleted)"
