@@ -65,19 +65,15 @@ def _cli_ids(tmp_path, flags: list[str]) -> np.ndarray:
     return pd.read_csv(out)["cluster"].to_numpy()
 
 
+def _table_data(tmp_path) -> dict:
+    """The config's ``data`` section for the fixture's table."""
+    options = {"table": str(tmp_path / "meta.csv"), "root": str(tmp_path / "images"), "image_size": 4}
+    return {"name": "table", "options": options}
+
+
 def _config_ids(tmp_path, clusters: dict) -> np.ndarray:
     config = load_config(
-        {
-            "data": {
-                "name": "table",
-                "options": {
-                    "table": str(tmp_path / "meta.csv"),
-                    "root": str(tmp_path / "images"),
-                    "image_size": 4,
-                },
-            }
-        },
-        {f"clusters.{key}": value for key, value in clusters.items()},
+        {"data": _table_data(tmp_path)}, {f"clusters.{key}": value for key, value in clusters.items()}
     )
     return build_for_dataset(config.clusters, config.data.load()).ids
 
@@ -182,14 +178,7 @@ def test_training_writes_the_config_clusters(data) -> None:
     flags = ["--attributes", "furry,color", "--top-k", "2"]
     config = load_config(
         {
-            "data": {
-                "name": "table",
-                "options": {
-                    "table": str(tmp_path / "meta.csv"),
-                    "root": str(tmp_path / "images"),
-                    "image_size": 4,
-                },
-            },
+            "data": _table_data(tmp_path),
             "clusters": {"source": "attributes", "attributes": ["furry", "color"], "top_k": 2},
             "model": {"width": 2, "head_dim": 4},
             "optim": {"batch_size": 12},
