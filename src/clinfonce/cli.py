@@ -438,9 +438,10 @@ def _run_train(args: argparse.Namespace) -> int:
     from lightning.pytorch.utilities import rank_zero_only
 
     from clinfonce.evaluation.pipeline import evaluate_checkpoint
-    from clinfonce.training.engine import train
+    from clinfonce.training.engine import check_start, train
 
     _quiet_lightning()
+    check_start(config, args.overwrite)  # before the dataset is read: a refused start fails fast
     dataset = config.data.load()
     run = train(config, dataset=dataset, overwrite=args.overwrite)
     print(f"trained: {run.path}")

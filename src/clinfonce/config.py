@@ -209,6 +209,18 @@ def resolve(config: Config) -> Config:
         (0 < config.eval.val_fraction < 1, "eval.val_fraction", "in (0, 1)"),
         (all(k >= 1 for k in config.eval.knn_k), "eval.knn_k", "positive integers"),
         (config.data.num_workers >= 0, "data.num_workers", ">= 0"),
+        (config.data.crop_size is None or config.data.crop_size >= 1, "data.crop_size", ">= 1 or null"),
+        (config.model.head_dim >= 1, "model.head_dim", ">= 1"),
+        (
+            config.method.base_temperature is None or config.method.base_temperature > 0,
+            "method.base_temperature",
+            "> 0 or null",
+        ),
+        (config.train.num_nodes >= 1, "train.num_nodes", ">= 1"),
+        (config.train.log_every_n_steps >= 1, "train.log_every_n_steps", ">= 1"),
+        (config.eval.batch_size >= 1, "eval.batch_size", ">= 1"),
+        (config.eval.probe_epochs >= 1, "eval.probe_epochs", ">= 1"),
+        (len(config.eval.knn_k) >= 1, "eval.knn_k", "a non-empty list"),
     ]
     finite = [
         (f"{section}.{f.name}", getattr(getattr(config, section), f.name))

@@ -47,12 +47,11 @@ EPOCH_LOSS_KEY = "train/loss_epoch"
 #: Config keys that may differ when a run is resumed: they change how long it trains, how it reports and
 #: how fast it reads data, not what one training step computes.
 RESUMABLE_KEYS = (
+    "train.out",  # the folder is the run, however its path is written
     "train.epochs",
     "train.resume",
     "train.progress_bar",
     "train.log_every_n_steps",
-    "train.checkpoint_every_n_epochs",
-    "train.checkpoint_every_n_steps",
     "train.keep_checkpoints",
     "data.num_workers",
     "data.options.workers",
@@ -163,9 +162,8 @@ class RunDir:
             for folder in (self.path, self.checkpoints_dir, self.logs_dir):
                 remove_stale_temporaries(folder)
             yield
-        finally:
+        finally:  # the lock file stays: deleting it would let a waiting and a new process both lock
             del _HELD[key]
-            (self.path / self.LOCK).unlink(missing_ok=True)
             os.close(fd)
 
     # ------------------------------------------------------------------------------------- checkpoints
@@ -192,7 +190,10 @@ class RunDir:
     # ------------------------------------------------------------------------------ K-means re-clustering
     def append_recluster(self, row: Mapping[str, Any]) -> None:
         """One more row of ``reclusters.csv`` (the file is rewritten whole, atomically)."""
-        frame = pd.concat([self.reclusters(), pd.DataFrame([dict(row)])], ignore_index=True)
+        earlier = self.reclusters()
+        if len(earlier):  # a resumed run redoes the clusterings after its checkpoint: keep one per epoch
+            earlier = earlier[earlier["epoch"] < row["epoch"]]
+        frame = pd.concat([earlier, pd.DataFrame([dict(row)])], ignore_index=True)
         atomic_write_with(self.path / self.RECLUSTERS, lambda tmp: frame.to_csv(tmp, index=False))
 
     def reclusters(self) -> pd.DataFrame:

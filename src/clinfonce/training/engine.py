@@ -64,7 +64,7 @@ def train(
     L.seed_everything(config.train.seed, workers=True, verbose=False)
     config = with_run_dir(config)
     run = RunDir(config.train.out)
-    resume = _checked_start(config, run, overwrite)
+    check_start(config, overwrite)
     if dataset is None:
         dataset = config.data.load()
     rows = dataset.rows("train")
@@ -82,6 +82,7 @@ def train(
         )
     writer = rank_zero_only.rank == 0
     with run.lock() if writer else contextlib.nullcontext():
+        resume = check_start(config, overwrite)  # again under the lock: another process may have started
         if writer:
             if overwrite and resume is None:
                 _clear(run)
@@ -106,10 +107,12 @@ def train(
         loader = train_loader(
             dataset, rows, config.optim.batch_size, config.train.seed, config.data.num_workers
         )
-        if resume is not None:
+        if resume is not None and trainer.world_size == 1:
             loader.sampler.resume_within(
                 resume.epoch, resume.batches_done(len(loader)) * config.optim.batch_size
             )
+        elif resume is not None and resume.batches_done(len(loader) // trainer.world_size):
+            log.warning("a mid-epoch resume with several processes restarts that epoch's data order")
         log.info(
             "training %s for %d epochs (%d steps each) into %s%s",
             config.method.name,
@@ -154,8 +157,10 @@ class _Resume:
         return done if 0 < done < batches_per_epoch else 0
 
 
-def _checked_start(config: Config, run: RunDir, overwrite: bool) -> _Resume | None:
-    """Check that the run may start as asked, reading only; the checkpoint to resume from, or None."""
+def check_start(config: Config, overwrite: bool = False) -> _Resume | None:
+    """Check that the run in ``train.out`` may start as asked, reading only (nothing is loaded but the
+    run's config and a checkpoint's plain data); the checkpoint to resume from, or None."""
+    run = RunDir(with_run_dir(config).train.out)
     resume = config.train.resume
     if not resume:
         if run.exists() and not overwrite:
@@ -182,7 +187,8 @@ def _checked_start(config: Config, run: RunDir, overwrite: bool) -> _Resume | No
     if resume == "auto":
         path = run.newest_checkpoint()
         if path is None:
-            return None  # nothing saved yet: start from the beginning
+            log.info("no checkpoint in %s yet: training starts from the beginning", run.path)
+            return None
     else:
         path = Path(resume)
         if not path.is_file():
@@ -218,13 +224,18 @@ def _clear(run: RunDir) -> None:
 def with_run_dir(config: Config) -> Config:
     """``config`` with ``train.out`` set: as given, or ``runs/<dataset>-<method>-<UTC time>`` for
     single-process runs."""
-    if config.train.out:
-        return config
+    if config.train.out:  # absolute, so `--config RUN/config.yaml --resume` works from any folder
+        out = str(Path(config.train.out).absolute())
+        return (
+            config
+            if out == config.train.out
+            else dataclasses.replace(config, train=dataclasses.replace(config.train, out=out))
+        )
     if config.train.num_nodes > 1 or str(config.train.devices) not in ("1", "auto"):
         raise InputError("multi-process runs need train.out (every process must write to the same directory)")
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
-    out = f"runs/{config.data.name}-{config.method.name}-{stamp}"
-    return dataclasses.replace(config, train=dataclasses.replace(config.train, out=out))
+    out = Path(f"runs/{config.data.name}-{config.method.name}-{stamp}").absolute()
+    return dataclasses.replace(config, train=dataclasses.replace(config.train, out=str(out)))
 
 
 def shows_progress_bar(config: Config) -> bool:
