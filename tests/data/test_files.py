@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import struct
 import sys
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +21,7 @@ from clinfonce.data.files import (
     size_pair,
 )
 from clinfonce.errors import InputError
+from image_files import write_bomb_png
 
 needs_fifo = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="os.mkfifo is not available here")
 
@@ -31,17 +30,6 @@ def write_png(path: Path, size: tuple[int, int] = (16, 12), seed: int = 0, mode:
     rng = np.random.default_rng(seed)
     shape = (size[1], size[0], 3) if mode == "RGB" else (size[1], size[0])
     Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode).save(path)
-    return path
-
-
-def write_bomb_png(path: Path, width: int = 100_000, height: int = 100_000) -> Path:
-    """A valid small PNG whose IHDR is patched to declare enormous dimensions (CRC fixed)."""
-    write_png(path, (8, 8))
-    data = bytearray(path.read_bytes())
-    assert data[12:16] == b"IHDR"
-    data[16:24] = struct.pack(">II", width, height)
-    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
-    path.write_bytes(bytes(data))
     return path
 
 

@@ -18,6 +18,7 @@ import pytest
 from PIL import Image
 
 from clinfonce.cli import main
+from image_files import write_bomb_png  # noqa: F401 -- re-exported for the corpus
 
 #: Seconds any one CLI call may take before the test fails (nothing may hang).
 CLI_TIMEOUT = 30
@@ -106,17 +107,6 @@ def write_noise_jpeg(path: Path, size: int = 64, seed: int = 0) -> Path:
 def write_truncated_jpeg(path: Path) -> Path:
     data = write_noise_jpeg(path).read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    return path
-
-
-def write_bomb_png(path: Path, width: int = 200_000, height: int = 200_000) -> Path:
-    """A valid 8x8 PNG whose IHDR is patched (CRC fixed) to declare ``width x height`` pixels."""
-    write_rgb(path, size=8)
-    data = bytearray(path.read_bytes())
-    assert data[12:16] == b"IHDR"
-    data[16:24] = struct.pack(">II", width, height)
-    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
-    path.write_bytes(bytes(data))
     return path
 
 
@@ -219,3 +209,11 @@ class WritesAMarker:
 
     def __reduce__(self):
         return (open, (self.marker, "w"))
+
+
+def small_image_folder(root: Path) -> Path:
+    """An ImageFolder tree ``root/{a,b}/{0,1,2}.png`` of tiny RGB images."""
+    for label in ("a", "b"):
+        for i in range(3):
+            write_rgb(root / label / f"{i}.png")
+    return root

@@ -29,6 +29,7 @@ from hostile_inputs import (
     encoder_payload,
     image_table,
     run_cli,
+    small_image_folder,
     write_bomb_png,
     write_csv,
     write_png_raw,
@@ -180,10 +181,7 @@ def test_decompression_bomb_below_pils_limit_is_refused_by_max_pixels(
 def test_fifo_in_an_image_folder_is_listed_without_blocking(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    root = tmp_path / "folder"
-    for label in ("a", "b"):
-        for i in range(3):
-            write_rgb(root / label / f"{i}.png")
+    root = small_image_folder(tmp_path / "folder")
     os.mkfifo(root / "a" / "pipe.png")  # nobody ever writes to it: opening it for reading would block
     result = run_cli(capsys, "data", "check", "--dataset", "imagefolder", "--root", root, timeout=20)
     assert_listed(result, "a/pipe.png", "not a regular file (a FIFO)")
@@ -198,10 +196,7 @@ def test_fifo_in_an_image_folder_is_listed_without_blocking(
 def test_symlink_out_of_the_root_in_an_image_folder_is_listed(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    root = tmp_path / "folder"
-    for label in ("a", "b"):
-        for i in range(3):
-            write_rgb(root / label / f"{i}.png")
+    root = small_image_folder(tmp_path / "folder")
     secret = write_rgb(tmp_path / "elsewhere" / "private.png", (1, 2, 3))
     os.symlink(secret, root / "b" / "escape.png")
     result = run_cli(capsys, "data", "check", "--dataset", "imagefolder", "--root", root)
