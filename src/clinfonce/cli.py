@@ -7,6 +7,7 @@ any other exception is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import errno
 import json
 import os
@@ -81,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(commands)
     _add_eval(commands)
     _add_embed(commands)
+    _add_compare(commands)
     _add_demo(commands)
     return parser
 
@@ -424,6 +426,122 @@ def _add_demo(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_run_demo)
 
 
+def _add_compare(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "compare",
+        help="methods x seeds x cluster settings, every run evaluated by the same probe",
+        description="Train and evaluate every combination of methods, seeds and cluster settings, then write "
+        "OUT/results.csv (one row per run), OUT/report.md (mean ± std over seeds) and plots. Finished runs "
+        "are re-used when the command runs again, an interrupted comparison resumes, and a failed run is a "
+        "row of the table, not the end of the comparison (exit status 1 when any failed). Take a compare "
+        "file (--config) or say it with flags; flags override the file; KEY=VALUE overrides apply to every "
+        "run.",
+        epilog="examples:\n"
+        "  clinfonce compare --config study.yaml\n"
+        "  clinfonce compare --dataset imagefolder --root TRAIN --test-root TEST --clusters clusters.csv \\\n"
+        "      --methods simclr,clinfonce,supcon --seeds 0,1 --epochs 15 --backbone small --image-size 32 \\\n"
+        "      --out DIR\n"
+        "  clinfonce compare --base shapes --sweep top_k=1,3,5 --methods simclr,clinfonce --seeds 0,1,2\n"
+        "compare file (YAML): config, overrides, methods, seeds, settings (name -> clusters keys), sweep\n"
+        "(one clusters key -> values), out; see the README.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--config", type=Path, default=None, metavar="FILE", help="a compare file (YAML)")
+    p.add_argument(
+        "--base",
+        default=None,
+        metavar="NAME|PATH",
+        help="the run config every run starts from (default: the dataset's bundled config, if any)",
+    )
+    _add_dataset_arguments(p, required=False)
+    p.add_argument(
+        "--test-root", type=Path, default=None, help="an image folder for the test split (imagefolder)"
+    )
+    p.add_argument(
+        "--clusters",
+        type=Path,
+        default=None,
+        help="a clusters CSV from `clinfonce clusters` (matched by path)",
+    )
+    p.add_argument(
+        "--methods", type=_names, default=None, help="comma-separated, e.g. simclr,clinfonce,supcon"
+    )
+    p.add_argument("--seeds", type=_int_list, default=None, help="comma-separated training seeds, e.g. 0,1,2")
+    p.add_argument(
+        "--sweep",
+        default=None,
+        metavar="KEY=V1,V2",
+        help="sweep one clusters key, e.g. top_k=1,3,5 or level=1,2",
+    )
+    p.add_argument("--epochs", type=_positive_int, default=None, help="training epochs of every run")
+    p.add_argument("--backbone", default=None, help="model.backbone of every run (small, resnet18, resnet50)")
+    p.add_argument("--image-size", type=_positive_int, default=None, help="the dataset's image_size option")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default compare_out)")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace runs in OUT/runs made with other settings"
+    )
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="run-config overrides for every run")
+    p.set_defaults(handler=_run_compare)
+
+
+def _run_compare(args: argparse.Namespace) -> int:
+    from clinfonce.compare import load_spec, run_compare
+    from clinfonce.compare.spec import check_spec
+
+    spec = load_spec(args.config)
+    name, options = _dataset_args(args)
+    if args.test_root is not None:
+        if name is None:
+            raise InputError("--test-root needs --dataset (imagefolder)")
+        options["test_root"] = str(args.test_root)
+    base = args.base or spec.config or _bundled_for(name)
+    if args.image_size is not None:
+        options["image_size"] = args.image_size
+    overrides = dict(spec.overrides)
+    if name is not None:  # the data named by flags, with exactly the options the flags give
+        overrides = {k: v for k, v in overrides.items() if not k.startswith("data.options.")}
+        overrides |= {"data.name": name, "data.options": options}
+    else:
+        overrides |= {f"data.options.{key}": value for key, value in options.items()}
+    if args.epochs is not None:
+        overrides["train.epochs"] = args.epochs
+    if args.backbone is not None:
+        overrides["model.backbone"] = args.backbone
+    settings, sweep = dict(spec.settings), dict(spec.sweep)
+    if args.clusters is not None:
+        settings["file"] = {"source": "file", "file": str(args.clusters.absolute())}
+    if args.sweep is not None:
+        key, sep, values = args.sweep.partition("=")
+        if not sep or not values:
+            raise InputError(f"--sweep {args.sweep!r} must look like KEY=V1,V2 (e.g. top_k=1,3,5)")
+        sweep = {key.strip(): [yaml.safe_load(v) for v in values.split(",")]}
+    spec = check_spec(
+        dataclasses.replace(
+            spec,
+            config=base,
+            overrides=overrides,
+            methods=args.methods or spec.methods,
+            seeds=args.seeds if args.seeds is not None else spec.seeds,
+            settings=settings,
+            sweep=sweep,
+            out=str(args.out) if args.out is not None else spec.out,
+        )
+    )
+    _quiet_lightning()
+    results = run_compare(spec, args.overrides, overwrite=args.overwrite)
+    failed = int((results["status"] != "ok").sum())
+    out = Path(spec.out)
+    print(
+        f"wrote {out / 'results.csv'}, {out / 'report.md'}" + (f"; {failed} run(s) FAILED" if failed else "")
+    )
+    return 1 if failed else 0
+
+
+def _bundled_for(dataset: str | None) -> str | None:
+    """The bundled run config of a dataset, when there is one."""
+    return dataset if dataset is not None and dataset in _bundled_configs() else None
+
+
 def _run_train(args: argparse.Namespace) -> int:
     from clinfonce.config import config_yaml, load_config
 
@@ -562,6 +680,8 @@ def _quiet_lightning() -> None:
     """Keep the console to the progress bar and our own lines: Lightning's tips and hints go to the log."""
     import logging
     import warnings
+
+    import lightning.pytorch  # noqa: F401 -- importing it sets its logger's level: set ours after
 
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     for pattern in (
@@ -729,6 +849,13 @@ def _names(text: str) -> list[str]:
     if not names:
         raise argparse.ArgumentTypeError("expected one or more comma-separated column names")
     return names
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
 def _positive_int(text: str) -> int:

@@ -27,12 +27,12 @@ import yaml
 
 from clinfonce.clusters.spec import ClusterSpec
 from clinfonce.errors import InputError
+from clinfonce.methods import METHODS
 from clinfonce.typed import from_mapping, to_mapping
 
 if TYPE_CHECKING:
     from clinfonce.data.dataset import ImageDataset
 
-METHODS = ("clinfonce", "simclr", "supcon", "ce")
 OPTIMIZERS = ("sgd", "adamw")
 PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "64-true")
 
@@ -71,18 +71,22 @@ class ModelConfig:
 
 @dataclass
 class MethodConfig:
-    #: clinfonce (cluster ids from stage 1) | simclr | supcon (downstream labels) | ce (cross-entropy)
+    #: clinfonce (stage-1 clusters) | simclr | supcon (labels) | ce (labels) | the weakly-supervised
+    #: baselines cluster_ce, attr_bce, attr_infonce (see clinfonce.methods)
     name: str = "clinfonce"
     temperature: float = 0.1
     #: multiply the loss by temperature / base_temperature (the authors' code: 0.07); None = off
     base_temperature: float | None = None
-    #: augmented views per image for the contrastive methods (cross-entropy always trains on one)
+    #: augmented views per image for the contrastive methods (the prediction methods train on one)
     views: int = 2
+    #: clinfonce only: add InfoNCE (every image its own cluster) on a second projection head, weighted 1:1
+    #: with Cl-InfoNCE on the first (the authors' K-means variant on ImageNet-100)
+    joint_infonce: bool = False
 
     @property
     def n_views(self) -> int:
         """Views per image this method trains on."""
-        return 1 if self.name == "ce" else self.views
+        return self.views if METHODS[self.name].contrastive else 1
 
 
 @dataclass
@@ -237,13 +241,30 @@ def resolve(config: Config) -> Config:
         config.clusters.check()
     except InputError as error:
         raise InputError(f"config: {error}") from None
-    if config.method.name == "clinfonce" and config.clusters.source == "none":
-        raise InputError(
-            "config: method clinfonce needs clusters: set clusters.source (or use method simclr)"
-        )
+    _check_method_inputs(config)
     options = dataset_options(config.data.name, config.data.options)
     data = dataclasses.replace(config.data, options=to_mapping(options))
     return dataclasses.replace(config, data=data)
+
+
+def _check_method_inputs(config: Config) -> None:
+    """:class:`InputError` when the method and the ``clusters`` section do not fit together."""
+    method, source = METHODS[config.method.name], config.clusters.source
+    name = method.name
+    if method.needs_stage1 and source == "none":
+        raise InputError(f"config: method {name} needs clusters: set clusters.source (or use method simclr)")
+    if method.uses == "attributes" and source != "attributes":
+        raise InputError(
+            f"config: method {name} learns the attributes behind attribute clusters: it needs "
+            f"clusters.source=attributes, got {source}"
+        )
+    if name == "cluster_ce" and config.clusters.reclusters:
+        raise InputError(
+            "config: method cluster_ce needs fixed clusters; K-means on the model's own features changes the "
+            "ids every re-clustering (give clusters.features, or use method clinfonce)"
+        )
+    if config.method.joint_infonce and name != "clinfonce":
+        raise InputError(f"config: method.joint_infonce is for method clinfonce, not {name}")
 
 
 def save_config(config: Config, path: str | Path) -> None:

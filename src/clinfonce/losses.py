@@ -258,3 +258,35 @@ def _block_logits(
     rows = torch.arange(stop - start, device=anchors.device)
     logits[rows, self_index[start:stop]] = float("-inf")
     return logits
+
+
+def image_attribute_infonce(
+    image: Tensor, attributes: Tensor, attribute_of: Tensor, temperature: float = 0.1
+) -> Tensor:
+    """Symmetric InfoNCE between images and embeddings of their attribute vectors (CMC / CLIP style), the
+    ``attr_infonce`` baseline.
+
+    Images that share an attribute vector share one attribute embedding, so no image is pushed away from
+    its own vector: image -> attributes is a softmax over the U distinct vectors of the batch, and
+    attributes -> image a softmax over the M = N·V image views whose positives are all views of images with
+    that vector (averaged outside the log, as in the L_out form of :class:`ClInfoNCELoss`).
+
+    Args:
+        image: ``[N, V, D]`` image projections (normalised here).
+        attributes: ``[U, D]`` embeddings of the distinct attribute vectors (normalised here).
+        attribute_of: ``int64 [N]`` in ``0..U-1``: the vector of each image.
+        temperature: softmax temperature > 0.
+
+    Returns:
+        Scalar: the mean of the two directions.
+    """
+    n, v, _ = image.shape
+    z = nn.functional.normalize(image.float(), dim=-1).reshape(n * v, -1)  # [M, D], sample-major
+    e = nn.functional.normalize(attributes.float(), dim=-1)  # [U, D]
+    logits = z @ e.T / temperature  # [M, U]
+    target = attribute_of.repeat_interleave(v)  # [M]
+    image_to_attributes = nn.functional.cross_entropy(logits, target)
+    log_p = logits.log_softmax(dim=0).gather(1, target[:, None]).squeeze(1)  # [M] log p(view | its vector)
+    count = torch.bincount(target, minlength=e.shape[0]).to(log_p.dtype)  # [U] views per vector
+    attributes_to_image = -(log_p / count[target]).sum() / (count > 0).sum()
+    return (image_to_attributes + attributes_to_image) / 2

@@ -93,3 +93,57 @@ def test_warm_up_is_infonce_and_ids_survive_a_resume(tmp_path, data) -> None:
     wb = torch.load(first.encoder_path, weights_only=True)["state_dict"]
     for key in wa:
         torch.testing.assert_close(wa[key], wb[key], rtol=0, atol=0, msg=key)
+
+
+class _Snapshot(L.Callback):
+    """After the re-clustering at the start of each epoch: the training projections K-means could read, the
+    epoch each is from, and the ids written."""
+
+    def __init__(self) -> None:
+        self.taken: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def on_train_epoch_start(self, trainer, module) -> None:
+        bank = module.projections
+        self.taken[trainer.current_epoch] = (
+            bank.features.clone().numpy(),
+            bank.epoch.clone().numpy(),
+            module.cluster_ids.clone().numpy(),
+        )
+
+
+def test_kmeans_on_the_previous_epochs_training_projections(tmp_path, data) -> None:
+    snapshot = _Snapshot()
+    run = train(  # batch 48: the loader drops 256 % 48 = 16 images per epoch
+        _config(
+            tmp_path / "run", "train.epochs=4", "optim.batch_size=48", "clusters.recluster_features=training"
+        ),
+        callbacks=[snapshot],
+        dataset=data,
+    )
+    log = run.reclusters().set_index("epoch")
+    rows = data.rows("train")
+    assert log.index.tolist() == [1, 2, 3]
+    for epoch in (1, 2, 3):
+        bank, seen, ids = snapshot.taken[epoch]
+        if (seen[rows] < 0).any():  # an image not seen yet (dropped so far): K-means makes its own pass
+            assert log.loc[epoch, "features"] == "pass"
+            continue
+        assert log.loc[epoch, "features"] == "training"
+        assert log.loc[epoch, "older_features"] == (seen[rows] < epoch - 1).sum() <= 16
+        expected = kmeans_clusters(bank[rows], 12, seed=epoch, spherical=True).ids
+        np.testing.assert_array_equal(ids[rows], expected)
+        np.testing.assert_allclose(np.linalg.norm(bank[rows], axis=1), 1, rtol=1e-5)
+    assert log.loc[1, "features"] == "pass"  # 16 images were dropped in the one warm-up epoch
+    assert (log["features"] == "training").any()
+
+
+def test_joint_variant_adds_infonce_on_a_second_head(tmp_path, data) -> None:
+    run = train(_config(tmp_path / "run", "train.epochs=2", "method.joint_infonce=true"), dataset=data)
+    state = torch.load(run.last_checkpoint, weights_only=True)["state_dict"]
+    second = {k for k in state if k.startswith("objective.instance_head.")}
+    assert second and all(
+        torch.equal(state[k], state[k.replace("objective.instance_head.", "encoder.head.")]) is False
+        for k in second
+        if k.endswith("weight")
+    )
+    assert run.reclusters()["epoch"].tolist() == [1]

@@ -11,7 +11,13 @@ from clinfonce.clusters.attributes import (
     binarize,
     rank_attributes,
 )
-from clinfonce.clusters.build import build, build_for_dataset, clusters_from_file, read_parents
+from clinfonce.clusters.build import (
+    attribute_targets,
+    build,
+    build_for_dataset,
+    clusters_from_file,
+    read_parents,
+)
 from clinfonce.clusters.hierarchy import hierarchy_clusters, root_paths
 from clinfonce.clusters.kmeans import KMeansResult, fit_kmeans, kmeans_clusters
 from clinfonce.clusters.spec import ClusterSpec
@@ -27,6 +33,7 @@ __all__ = [
     "KMeansResult",
     "WordNet",
     "attribute_clusters",
+    "attribute_targets",
     "binarize",
     "build",
     "build_for_dataset",

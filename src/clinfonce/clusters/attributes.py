@@ -92,6 +92,16 @@ class BinaryAttributes:
             return f"no {name}", name
         return f"not {name}", name
 
+    def signed(self, indices: np.ndarray) -> np.ndarray:
+        """``int8 [N, len(indices)]``: the given attributes as +1 (1), -1 (0) or 0 (missing), the targets of
+        the attribute-prediction baselines."""
+        out = np.where(self.values[:, indices], 1, -1).astype(np.int8)
+        for j, i in enumerate(indices):
+            missing = self.missing_rows.get(self.sources[i])
+            if missing is not None:
+                out[missing, j] = 0
+        return out
+
     def missing_count(self) -> np.ndarray:
         """``int64 [A]``: rows where each attribute is missing."""
         per_source = {name: int(rows.sum()) for name, rows in self.missing_rows.items()}

@@ -6,8 +6,9 @@ one made from a config with the same settings are the same clustering.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from clinfonce.clusters.assignment import ClusterAssignment
-from clinfonce.clusters.attributes import TopKError, attribute_clusters
+from clinfonce.clusters.attributes import TopKError, attribute_clusters, binarize, rank_attributes
 from clinfonce.clusters.hierarchy import Parents, hierarchy_clusters
 from clinfonce.clusters.kmeans import kmeans_clusters
 from clinfonce.clusters.spec import ClusterSpec
@@ -113,14 +114,60 @@ def clusters_from_file(path: str | os.PathLike, table: pd.DataFrame) -> ClusterA
     return ClusterAssignment.from_tokens(frame["cluster"].to_numpy(), provenance)
 
 
-def _attributes(spec: ClusterSpec, table: pd.DataFrame, aux: AuxInfo | None, name: str) -> ClusterAssignment:
+def attribute_targets(
+    spec: ClusterSpec, dataset: ImageDataset, rows: np.ndarray
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    """The binary attributes that the attribute clusters of ``spec`` combine (the top ``spec.top_k`` of the
+    ranking), as targets for the attribute baselines.
+
+    Returns:
+        ``int8 [len(rows), top_k]`` with +1 (attribute present), -1 (absent), 0 (missing), and the names of
+        the attributes in rank order (those the clusters' provenance lists).
+    """
+    table = dataset.table.iloc[np.asarray(rows)].reset_index(drop=True)
+    name = f"dataset {dataset.name!r}"
+    columns, tags = _attribute_columns(spec, dataset.aux, name)
+    with _top_k_named(spec, columns, tags, name):
+        attributes = binarize(
+            table,
+            columns,
+            tags=tags,
+            bins=spec.bins or None,
+            top_tags=spec.top_tags,
+            tag_separator=spec.tag_separator,
+        )
+        ranking = rank_attributes(attributes)
+        if spec.top_k > len(ranking.names):
+            raise TopKError("top_k too large", len(ranking.names))
+    top = ranking.order[: spec.top_k]
+    return attributes.signed(top), ranking.names[: spec.top_k]
+
+
+def _attribute_columns(spec: ClusterSpec, aux: AuxInfo | None, name: str) -> tuple[list[str], list[str]]:
+    """The attribute and tag columns ``spec`` names, or the data's own when it names none."""
     if spec.attributes is None and spec.tags is None:
         columns, tags = (list(aux.attributes), list(aux.tags)) if aux is not None else ([], [])
         if not columns and not tags:
             raise InputError(f"{name} has no auxiliary attributes of its own; name attribute or tag columns")
-    else:
-        columns, tags = list(spec.attributes or []), list(spec.tags or [])
+        return columns, tags
+    return list(spec.attributes or []), list(spec.tags or [])
+
+
+@contextlib.contextmanager
+def _top_k_named(spec: ClusterSpec, columns: list[str], tags: list[str], name: str) -> Iterator[None]:
+    """Re-raise a :class:`TopKError` naming the setting as the user wrote it, not the library's parameter."""
     try:
+        yield
+    except TopKError as error:
+        raise InputError(
+            f"top_k (--top-k, clusters.top_k) is {spec.top_k}, but the columns {[*columns, *tags]} of {name} "
+            f"give {error.n_attributes} binary attribute(s): choose 1..{error.n_attributes}"
+        ) from None
+
+
+def _attributes(spec: ClusterSpec, table: pd.DataFrame, aux: AuxInfo | None, name: str) -> ClusterAssignment:
+    columns, tags = _attribute_columns(spec, aux, name)
+    with _top_k_named(spec, columns, tags, name):
         return attribute_clusters(
             table,
             columns,
@@ -130,11 +177,6 @@ def _attributes(spec: ClusterSpec, table: pd.DataFrame, aux: AuxInfo | None, nam
             top_tags=spec.top_tags,
             tag_separator=spec.tag_separator,
         )
-    except TopKError as error:  # name the setting as the user wrote it, not the library's parameter
-        raise InputError(
-            f"top_k (--top-k, clusters.top_k) is {spec.top_k}, but the columns {[*columns, *tags]} of {name} "
-            f"give {error.n_attributes} binary attribute(s): choose 1..{error.n_attributes}"
-        ) from None
 
 
 def _hierarchy(
@@ -189,4 +231,4 @@ def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
 
-__all__ = ["build", "build_for_dataset", "clusters_from_file", "read_parents"]
+__all__ = ["attribute_targets", "build", "build_for_dataset", "clusters_from_file", "read_parents"]

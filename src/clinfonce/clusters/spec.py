@@ -16,6 +16,9 @@ from clinfonce.errors import InputError
 #: Where the cluster ids come from.
 SOURCES = ("attributes", "hierarchy", "labels", "file", "kmeans", "none")
 PATH_RULES = ("first", "shortest")
+#: What K-means clusters during training: a separate pass over the training split, or the projections the
+#: training steps of the previous epoch already computed (as DeepCluster-v2 does).
+RECLUSTER_FEATURES = ("pass", "training")
 
 
 @dataclass
@@ -30,7 +33,8 @@ class ClusterSpec:
     - ``file``: ``file``, a clusters CSV written by ``clinfonce clusters`` (matched by ``path``);
     - ``kmeans``: ``k``, ``spherical``, ``seed`` and ``features`` (an ``.npy`` of ``[N, D]`` features); in
       training without ``features``, the model's own (the paper's Algorithm 1): InfoNCE for
-      ``warmup_epochs``, then K-means on the training set's L2-normalised head outputs every ``every`` epochs;
+      ``warmup_epochs``, then K-means on the training set's L2-normalised head outputs every ``every`` epochs
+      (``recluster_features``: from a separate pass, or those of the previous epoch's training steps);
     - ``none``: no clusters (SimCLR, SupCon and cross-entropy need none).
     """
 
@@ -82,6 +86,14 @@ class ClusterSpec:
         },
     )
 
+    recluster_features: str = field(
+        default="pass",
+        metadata={
+            "help": "training with the model's own features: pass (embed the training split with the "
+            "evaluation transform) or training (the previous epoch's training projections: no extra pass)"
+        },
+    )
+
     def check(self, name: Callable[[str], str] = lambda key: f"clusters.{key}") -> ClusterSpec:
         """Raise :class:`InputError` for a value out of range; ``name(field)`` is how the user wrote the field
         (a config key or a command-line flag). Opens no file. Returns self."""
@@ -95,6 +107,11 @@ class ClusterSpec:
             (0 <= self.seed < 2**31, "seed", "in 0..2^31-1"),
             (self.every >= 1, "every", ">= 1"),
             (self.warmup_epochs >= 0, "warmup_epochs", ">= 0"),
+            (
+                self.recluster_features in RECLUSTER_FEATURES,
+                "recluster_features",
+                " or ".join(RECLUSTER_FEATURES),
+            ),
         ]
         for ok, key, expected in checks:
             if not ok:

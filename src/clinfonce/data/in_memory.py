@@ -2,6 +2,9 @@
 resize, statistics.
 
 - Labels are class names sorted (see :func:`~clinfonce.data.dataset.encode_labels`).
+- ``train_per_class`` keeps a seeded sample of that many training images of each class (drawn first, by
+  the rule of :func:`~clinfonce.data.splits.stratified_sample`, with the seed ``seed``); the test split is
+  kept whole.
 - The validation split (``val_fraction``) is drawn from the training rows in row order (the rows have no
   file path to sort by; see :mod:`clinfonce.data.splits` for the rule).
 - ``image_size`` other than the stored size resizes every image once, bilinear with antialiasing.
@@ -22,7 +25,7 @@ import torch
 from clinfonce.data.dataset import AuxInfo, ImageDataset, array_loader, encode_labels
 from clinfonce.data.files import size_pair
 from clinfonce.data.options import InMemoryOptions
-from clinfonce.data.splits import with_validation
+from clinfonce.data.splits import stratified_sample, with_validation
 
 
 def in_memory_dataset(
@@ -51,6 +54,8 @@ def in_memory_dataset(
         skipped: images left out because they could not be decoded (path -> reason).
     """
     size = size_pair(options.image_size)
+    if options.train_per_class is not None:
+        images, table, class_names = _sample_training(images, table, class_names, options)
     if not resized:
         images = resize_images(images, size)
     labels, names = encode_labels(class_names, all_classes)
@@ -72,6 +77,19 @@ def in_memory_dataset(
         root=None,
         skipped=dict(skipped or {}),
     )
+
+
+def _sample_training(
+    images: np.ndarray, table: pd.DataFrame, class_names: list[str], options: InMemoryOptions
+) -> tuple[np.ndarray, pd.DataFrame, list[str]]:
+    """Keep ``options.train_per_class`` training rows of each class (and every other row)."""
+    training = table["split"].to_numpy() == "train"
+    picked = stratified_sample(
+        class_names, table["path"].to_numpy(), options.train_per_class, options.seed, eligible=training
+    )
+    keep = np.flatnonzero(picked | ~training)
+    names = [class_names[i] for i in keep]
+    return images[keep], table.iloc[keep].reset_index(drop=True), names
 
 
 def row_paths(file_name: str, n: int) -> list[str]:

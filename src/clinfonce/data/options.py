@@ -111,7 +111,13 @@ class InMemoryOptions:
         default=0.0, metadata={"help": "fraction of each class's training images moved to a validation split"}
     )
     seed: int = field(default=0, metadata={"help": "seed of the validation split"})
+    train_per_class: int | None = field(
+        default=None,
+        metadata={"help": "keep this many training images of each class (a seeded sample); null: all"},
+    )
 
     def __post_init__(self) -> None:
         check_positive("image_size", self.image_size)
         check_fraction("val_fraction", self.val_fraction)
+        if self.train_per_class is not None:
+            check_positive("train_per_class", self.train_per_class)

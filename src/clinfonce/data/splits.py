@@ -16,7 +16,7 @@ insensitive, with the synonyms of :data:`SPLIT_NAMES`.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -61,10 +61,37 @@ def stratified_pick(
     fraction = float(fraction)
     if not 0 <= fraction < 1:
         raise InputError(f"a split fraction must be in [0, 1), got {fraction}")
+    if fraction == 0:
+        return np.zeros(len(keys), dtype=bool)
+    return _pick(
+        strata, keys, seed, eligible, lambda count: min(int(np.floor(count * fraction + 0.5)), count - 1)
+    )
+
+
+def stratified_sample(
+    strata: Sequence[object] | np.ndarray,
+    keys: Sequence[str] | np.ndarray,
+    per_stratum: int,
+    seed: int,
+    eligible: np.ndarray | None = None,
+) -> np.ndarray:
+    """Pick ``per_stratum`` rows of each stratum (all of a smaller one), seeded as :func:`stratified_pick`;
+    ``bool [N]``."""
+    return _pick(strata, keys, seed, eligible, lambda count: min(per_stratum, count))
+
+
+def _pick(
+    strata: Sequence[object] | np.ndarray,
+    keys: Sequence[str] | np.ndarray,
+    seed: int,
+    eligible: np.ndarray | None,
+    how_many: Callable[[int], int],
+) -> np.ndarray:
+    """``bool [N]``: ``how_many(n)`` rows of each stratum of n eligible rows, drawn by the module's rule."""
     n = len(keys)
     picked = np.zeros(n, dtype=bool)
     rows = np.arange(n) if eligible is None else np.flatnonzero(eligible)
-    if fraction == 0 or len(rows) == 0:
+    if len(rows) == 0:
         return picked
     names = pd.Series(np.asarray(strata, dtype=object)[rows]).map(lambda v: "" if pd.isna(v) else str(v))
     codes, uniques = pd.factorize(names, sort=True)
@@ -73,7 +100,7 @@ def stratified_pick(
     for group in np.split(order, bounds):
         name = uniques[codes[group[0]]]
         count = len(group)
-        take = min(int(np.floor(count * fraction + 0.5)), count - 1)
+        take = how_many(count)
         if take <= 0:
             continue
         rng = np.random.default_rng([int(seed), zlib.crc32(name.encode("utf-8"))])

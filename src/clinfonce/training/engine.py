@@ -20,11 +20,12 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 from clinfonce._io import atomic_write_with, load_checkpoint
-from clinfonce.clusters import ClusterAssignment, build_for_dataset, cluster_stats
+from clinfonce.clusters import ClusterAssignment, attribute_targets, build_for_dataset, cluster_stats
 from clinfonce.config import Config
 from clinfonce.data.dataset import ImageDataset
 from clinfonce.data.loaders import train_loader
 from clinfonce.errors import InputError, RunStopped
+from clinfonce.methods import METHODS
 from clinfonce.models import ENCODER_FORMAT
 from clinfonce.run import RESUMABLE_KEYS, RunDir, config_differences
 from clinfonce.training.checkpoints import AtomicCheckpointIO, checkpointers
@@ -70,8 +71,9 @@ def train(
     rows = dataset.rows("train")
     if len(rows) == 0:
         raise InputError(f"dataset {dataset.name!r} has no training images")
-    clusters = None
-    if config.method.name == "clinfonce" and not config.clusters.reclusters:
+    method = METHODS[config.method.name]
+    clusters, targets = None, None
+    if method.needs_stage1 and not config.clusters.reclusters:
         started = time.perf_counter()
         log.info("stage 1: %s clusters of %d training images ...", config.clusters.source, len(rows))
         clusters = build_for_dataset(config.clusters, dataset, rows)
@@ -80,6 +82,9 @@ def train(
             clusters.n_clusters if clusters else 0,
             time.perf_counter() - started,
         )
+    if method.uses == "attributes":
+        targets, names = attribute_targets(config.clusters, dataset, rows)
+        log.info("%s learns %d attribute(s): %s", method.name, len(names), ", ".join(names))
     writer = rank_zero_only.rank == 0
     with run.lock() if writer else contextlib.nullcontext():
         resume = check_start(config, overwrite)  # again under the lock: another process may have started
@@ -98,10 +103,13 @@ def train(
             mean=dataset.mean,
             std=dataset.std,
             cluster_ids=torch.from_numpy(ids),
+            n_clusters=clusters.n_clusters if clusters is not None else None,
+            attribute_targets=None if targets is None else _by_row(targets, rows, len(dataset)),
+            keep_projections=config.clusters.reclusters and config.clusters.recluster_features == "training",
         )
         module.announce_epochs = not shows_progress_bar(config)  # one line per epoch instead of a bar
         guard = NonFiniteGuard(run, config.train.max_bad_steps, config.train.precision != "16-mixed")
-        if config.method.name == "clinfonce" and config.clusters.reclusters:
+        if method.needs_stage1 and config.clusters.reclusters:
             callbacks = [Recluster(config.clusters, dataset, rows, run, config.eval.batch_size), *callbacks]
         trainer = build_trainer(config, run, [guard, *callbacks], resume.step if resume else None)
         loader = train_loader(
@@ -310,6 +318,13 @@ def save_encoder(module: ContrastiveModule, dataset: ImageDataset, path: Path) -
         **module.describe(),
     }
     atomic_write_with(path, lambda tmp: torch.save(payload, tmp))
+
+
+def _by_row(values: np.ndarray, rows: np.ndarray, n_rows: int) -> np.ndarray:
+    """``values`` ``[len(rows), ...]`` placed at ``rows`` of a zero array ``[n_rows, ...]``."""
+    out = np.zeros((n_rows, *values.shape[1:]), dtype=values.dtype)
+    out[rows] = values
+    return out
 
 
 def _write_run_files(

@@ -13,24 +13,22 @@ import time
 from collections.abc import Sequence
 
 import lightning as L
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from clinfonce.config import Config, OptimConfig
 from clinfonce.data.augment import ContrastiveAugment
-from clinfonce.losses import ClInfoNCELoss
 from clinfonce.models import Encoder
+from clinfonce.training.objectives import build_objective
 from clinfonce.typed import to_mapping
 
 log = logging.getLogger(__name__)
 
 
 class ContrastiveModule(L.LightningModule):
-    """Trains an :class:`~clinfonce.models.Encoder` with one of the methods of ``config.method.name``.
-
-    - ``clinfonce``: Cl-InfoNCE with the stage-1 cluster ids of ``cluster_ids``;
-    - ``simclr``: every image its own cluster; ``supcon``: the downstream labels as clusters;
-    - ``ce``: a linear classifier on the backbone features, cross-entropy with the labels (one view).
+    """Trains an :class:`~clinfonce.models.Encoder` with the method of ``config.method.name``
+    (:mod:`clinfonce.methods`; the loss is :func:`~clinfonce.training.objectives.build_objective`'s).
 
     Args:
         config: the run configuration.
@@ -39,6 +37,11 @@ class ContrastiveModule(L.LightningModule):
         crop_size: side of the augmented views in pixels.
         mean, std: normalisation statistics of the dataset.
         cluster_ids: ``int64 [n_rows]``, -1 for rows without a cluster (not trained on), or None.
+        n_clusters: stage-1 clusters (for ``cluster_ce``).
+        attribute_targets: ``int8 [n_rows, A]`` the clustered attributes, +1 / -1 / 0 missing (for
+            ``attr_bce`` and ``attr_infonce``).
+        keep_projections: keep the newest L2-normalised head output of every row (``projections``, a
+            :class:`ProjectionBank`), for K-means on training features.
     """
 
     cluster_ids: Tensor
@@ -52,22 +55,24 @@ class ContrastiveModule(L.LightningModule):
         mean: Sequence[float],
         std: Sequence[float],
         cluster_ids: Tensor | None = None,
+        n_clusters: int | None = None,
+        attribute_targets: np.ndarray | None = None,
+        keep_projections: bool = False,
     ) -> None:
         super().__init__()
         self.config = config
         model = config.model
         self.encoder = Encoder(model.backbone, model.small_images, model.head_dim, model.width)
         self.augment = ContrastiveAugment(crop_size, mean, std, n_views=config.method.n_views)
-        self.loss_fn = ClInfoNCELoss(
-            temperature=config.method.temperature, base_temperature=config.method.base_temperature
-        )
-        self.classifier = (
-            nn.Linear(self.encoder.feature_dim, n_classes) if config.method.name == "ce" else None
-        )
+        self.objective = build_objective(config, self.encoder, n_classes, n_clusters, attribute_targets)
         if config.model.channels_last:
             self.encoder.to(memory_format=torch.channels_last)
         ids = torch.full((n_rows,), -1, dtype=torch.long) if cluster_ids is None else cluster_ids.long()
         self.register_buffer("cluster_ids", ids.clone())
+        #: the newest training projection of every row (for K-means on training features)
+        self.projections: ProjectionBank | None = (
+            ProjectionBank(n_rows, config.model.head_dim) if keep_projections else None
+        )
         self.generator: torch.Generator | None = None
         #: mean training loss of every finished epoch (the training curve; kept in checkpoints)
         self.epoch_losses: dict[int, float] = {}
@@ -80,7 +85,9 @@ class ContrastiveModule(L.LightningModule):
 
     def setup(self, stage: str) -> None:
         # Contrast against the whole global batch when several processes train together.
-        self.loss_fn.gather_distributed = self.trainer.world_size > 1
+        loss_fn = getattr(self.objective, "loss_fn", None)
+        if loss_fn is not None:
+            loss_fn.gather_distributed = self.trainer.world_size > 1
 
     def on_train_start(self) -> None:
         self.generator = torch.Generator(device=self.device)
@@ -97,12 +104,9 @@ class ContrastiveModule(L.LightningModule):
         flat = views.flatten(0, 1)  # [B * V, 3, S, S]
         if self.config.model.channels_last:
             flat = flat.contiguous(memory_format=torch.channels_last)
-        if self.classifier is not None:
-            logits = self.classifier(self.encoder.features(flat))  # one view per image
-            loss = nn.functional.cross_entropy(logits, labels)
-        else:
-            z = self.encoder(flat).view(n, v, -1)
-            loss = self.loss_fn(z, self._positive_ids(labels, rows))
+        loss, z = self.objective(self.encoder, flat, n, v, labels, rows, self.cluster_ids[rows])
+        if self.projections is not None and z is not None:
+            self.projections.record(rows, z[:, 0].detach(), self.current_epoch)
         # the step value is this rank's (no all-reduce on the hot path); the epoch mean is reduced once per epoch
         self.log("train/loss_step", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=n)
         self._accumulate(loss)
@@ -144,16 +148,6 @@ class ContrastiveModule(L.LightningModule):
         self.epoch_losses[self._loss_epoch] = mean
         self._loss_sum, self._loss_steps = None, 0
         return mean
-
-    def _positive_ids(self, labels: Tensor, rows: Tensor) -> Tensor | None:
-        method = self.config.method.name
-        if method == "simclr":
-            return None
-        if method == "supcon":
-            return labels
-        ids = self.cluster_ids[rows]
-        # Rows without a stage-1 cluster (should not reach training) fall back to their own cluster.
-        return torch.where(ids >= 0, ids, -1 - rows)
 
     def configure_optimizers(self):
         optim = self.config.optim
@@ -219,3 +213,34 @@ def warmup_cosine(step: int, warmup: int, total: int) -> float:
         return (step + 1) / (warmup + 1)
     progress = (step - warmup) / max(1, total - warmup)
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+class ProjectionBank:
+    """The newest L2-normalised projection the training steps computed for each table row (its first view)
+    and the epoch it is from, so K-means can cluster the previous epoch's features without a separate pass
+    (DeepCluster-v2). Rows the loader left out of an epoch (``drop_last``) keep an older one. Not saved in
+    checkpoints: after a resume the bank is empty and the next re-clustering makes its own pass.
+
+    Args:
+        n_rows: rows of the dataset table.
+        dim: projection size.
+    """
+
+    def __init__(self, n_rows: int, dim: int) -> None:
+        self.features = torch.zeros(n_rows, dim)  # on the CPU
+        self.epoch = torch.full((n_rows,), -1, dtype=torch.long)  # the epoch each row was written in
+
+    def record(self, rows: Tensor, projections: Tensor, epoch: int) -> None:
+        """Store ``projections`` ``[B, D]`` of table ``rows`` ``[B]`` seen in ``epoch``."""
+        rows = rows.cpu()
+        self.features[rows] = nn.functional.normalize(projections.float(), dim=1).cpu()
+        self.epoch[rows] = epoch
+
+    def newest(self, rows: np.ndarray, epoch: int) -> tuple[np.ndarray, int] | None:
+        """``float32 [len(rows), D]`` the newest projections of ``rows`` and how many are older than
+        ``epoch``; None when a row has none."""
+        index = torch.from_numpy(np.asarray(rows))
+        seen = self.epoch[index]
+        if bool((seen < 0).any()):
+            return None
+        return self.features[index].numpy(), int((seen < epoch).sum())

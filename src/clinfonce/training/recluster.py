@@ -3,7 +3,8 @@ training goes.
 
 Before epoch ``warmup_epochs`` every image is its own cluster (InfoNCE). From then on, at the start of every
 ``every``-th epoch, the whole training split is embedded with the evaluation transform (L2-normalised
-projection-head outputs, as the authors did), clustered with K-means (faiss), and the new ids go into the
+projection-head outputs, as the authors did) -- or, with ``recluster_features: training``, the projections
+the previous epoch's training steps computed are re-used (DeepCluster-v2; no extra pass) -- clustered with K-means (faiss), and the new ids go into the
 module's ``cluster_ids`` buffer, which the loss reads until the next re-clustering. The buffer travels in
 checkpoints, and this callback's state records which epoch was clustered last, so a resumed run neither
 loses nor repeats a clustering.
@@ -31,8 +32,10 @@ log = logging.getLogger(__name__)
 
 class Recluster(Callback):
     """Re-cluster the training rows at the start of the epochs ``spec`` says; one row per re-clustering in
-    the run's ``reclusters.csv`` (epoch, n_clusters, seconds, epoch_seconds, and I(Z;T), H(Z|T) when labels
-    exist: monitoring only, never used for training).
+    the run's ``reclusters.csv`` (epoch, features (``pass`` or ``training``), older_features (with
+    ``training``: images whose newest projection is older than the previous epoch), n_clusters, seconds (embedding
+    and K-means), epoch_seconds (the training epoch before), and I(Z;T), H(Z|T) when labels exist:
+    monitoring only, never used for training).
 
     Args:
         spec: the ``kmeans`` cluster specification (``k``, ``spherical``, ``seed``, ``every``,
@@ -66,15 +69,16 @@ class Recluster(Callback):
 
     def _recluster(self, trainer: L.Trainer, module: L.LightningModule, epoch: int) -> None:
         started = time.perf_counter()
-        augment = module.augment
-        transform = EvalTransform(
-            augment.image_size, augment.mean.flatten().tolist(), augment.std.flatten().tolist()
-        )
-        transform = transform.to(module.device)
-        features = extract_features(
-            module.encoder, self.dataset, self.rows, transform, self.batch_size, projection=True
-        )
-        features = torch.nn.functional.normalize(torch.from_numpy(features), dim=1).numpy()
+        features, source, older = None, "pass", 0
+        bank = getattr(module, "projections", None)
+        if self.spec.recluster_features == "training" and bank is not None:
+            newest = bank.newest(self.rows, epoch - 1)
+            if newest is None:
+                log.info("epoch %d: a training image has no projection yet: K-means makes a pass", epoch + 1)
+            else:
+                (features, older), source = newest, "training"
+        if features is None:
+            features = self._embed(module)
         assignment = kmeans_clusters(
             features,
             min(self.spec.k, len(self.rows)),
@@ -88,6 +92,8 @@ class Recluster(Callback):
         seconds = time.perf_counter() - started
         row: dict[str, Any] = {
             "epoch": epoch,
+            "features": source,
+            "older_features": older,
             "n_clusters": assignment.n_clusters,
             "seconds": round(seconds, 3),
             "epoch_seconds": None if self._last_epoch_seconds is None else round(self._last_epoch_seconds, 3),
@@ -106,6 +112,18 @@ class Recluster(Callback):
             assignment.n_clusters,
             seconds,
         )
+
+    def _embed(self, module: L.LightningModule) -> np.ndarray:
+        """``float32 [N, D]``: L2-normalised head outputs of the training rows, evaluation transform."""
+        augment = module.augment
+        transform = EvalTransform(
+            augment.image_size, augment.mean.flatten().tolist(), augment.std.flatten().tolist()
+        )
+        transform = transform.to(module.device)
+        features = extract_features(
+            module.encoder, self.dataset, self.rows, transform, self.batch_size, projection=True
+        )
+        return torch.nn.functional.normalize(torch.from_numpy(features), dim=1).numpy()
 
     def state_dict(self) -> dict[str, Any]:
         return {"clustered_epoch": self.clustered_epoch}

@@ -7,7 +7,9 @@ Layout and splits:
   val when ``test/`` exists, else ``val/`` -> **test** (as for ImageNet, whose ``val`` set is the
   evaluation set);
 - otherwise every sub-folder of ``ROOT`` is a class, and a seeded stratified ``test_fraction`` (default
-  0.2) of each class is the test split (rule: :mod:`clinfonce.data.splits`).
+  0.2) of each class is the test split (rule: :mod:`clinfonce.data.splits`);
+- with ``test_root``, a second tree of class folders, ``ROOT`` is all training data and ``test_root`` the
+  test split (its images' ``path`` is relative to ``ROOT`` too, e.g. ``../test/cat/1.png``).
 
 Image files are those with an extension in torchvision's ``IMG_EXTENSIONS`` (case-insensitive), searched
 recursively within a class folder (symbolic links to class folders are followed, links to sub-folders
@@ -55,6 +57,10 @@ class ImageFolderOptions(UserImagesOptions):
     root: str = field(
         metadata={"help": "the image folder: <class>/<image>, or train/ and val/ or test/ of class folders"}
     )
+    test_root: str | None = field(
+        default=None,
+        metadata={"help": "a separate <class>/<image> folder for the test split (then root is all training)"},
+    )
     hierarchy: str | None = field(
         default=None, metadata={"help": "'wordnet' when the class folders are WordNet ids (n01440764)"}
     )
@@ -83,7 +89,15 @@ def load(options: ImageFolderOptions, skip_bad: bool = False) -> ImageDataset:
     layout = _split_folders(root)
     rows: list[tuple[str, str, str]] = []
     escaping: dict[str, str] = {}
-    if layout:
+    if options.test_root is not None:
+        if layout:
+            raise InputError(
+                f"{root}: holds its own train/ and val/ or test/ folders; give test_root only with a root "
+                "of class folders"
+            )
+        rows = [(path, name, "train") for path, name in _class_folder_images(root, root, escaping)]
+        rows += _test_images(root, existing_dir(options.test_root, "test image folder"), escaping)
+    elif layout:
         for folder, split in layout.items():
             rows += [
                 (path, name, split) for path, name in _class_folder_images(root, root / folder, escaping)
@@ -91,7 +105,7 @@ def load(options: ImageFolderOptions, skip_bad: bool = False) -> ImageDataset:
     else:
         rows = [(path, name, "train") for path, name in _class_folder_images(root, root, escaping)]
     table = pd.DataFrame(rows, columns=["path", "class", "split"])
-    if not layout and options.test_fraction:
+    if not layout and options.test_root is None and options.test_fraction:
         test = stratified_pick(table["class"], table["path"], options.test_fraction, options.seed)
         table.loc[test, "split"] = "test"
     hierarchy: str | dict[str, Any] | None = None
@@ -111,6 +125,18 @@ def load(options: ImageFolderOptions, skip_bad: bool = False) -> ImageDataset:
         skip_bad=skip_bad,
         known_bad=escaping,
     )
+
+
+def _test_images(root: Path, test_root: Path, escaping: dict[str, str]) -> list[tuple[str, str, str]]:
+    """The images of a separate test tree as ``(path relative to root, class, "test")`` rows."""
+    own: dict[str, str] = {}
+    found = _class_folder_images(test_root, test_root, own)
+
+    def relative(path: str) -> str:
+        return Path(os.path.relpath(test_root / path, root)).as_posix()
+
+    escaping.update({relative(path): reason for path, reason in own.items()})
+    return [(relative(path), name, "test") for path, name in found]
 
 
 def check_hierarchy(hierarchy: str | None, parents: object = None) -> None:

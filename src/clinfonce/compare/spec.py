@@ -1,0 +1,191 @@
+"""What a comparison runs: a base run config, methods, seeds and cluster settings, as one typed object.
+
+A compare file is YAML::
+
+    config: shapes                  # the base run config: a bundled name or a path (or a mapping)
+    overrides: {train.epochs: 20}   # applied to every run (dotted keys, as on the train command line)
+    methods: [simclr, clinfonce, supcon]
+    seeds: [0, 1, 2]
+    settings:                       # named cluster settings (keys of the clusters section) ...
+      alphabet: {source: hierarchy, level: 0}
+      drawer: {source: attributes, attributes: [drawer], top_k: 20}
+    sweep: {top_k: [1, 3, 5]}       # ... and/or one clusters key swept over values ("top_k=3")
+    out: compare_out
+
+A method that uses stage 1 (``clinfonce`` and the weakly-supervised baselines, see
+:mod:`clinfonce.methods`) runs once per cluster setting and seed; the others once per seed. Without
+settings and sweep, the base config's own ``clusters`` section is the one setting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from clinfonce.clusters.spec import ClusterSpec
+from clinfonce.config import Config, load_config
+from clinfonce.errors import InputError
+from clinfonce.methods import METHODS
+from clinfonce.typed import from_mapping, to_mapping
+
+#: Overrides every compared run gets: compare reports one line per epoch, never a progress bar.
+FIXED_OVERRIDES = {"train.progress_bar": False}
+_NO_CLUSTERS = {"clusters": {"source": "none"}}
+
+
+@dataclass
+class CompareSpec:
+    """A comparison (fields as in the module docstring)."""
+
+    config: str | None = field(default=None, metadata={"help": "base run config: bundled name or path"})
+    overrides: dict[str, Any] = field(default_factory=dict, metadata={"help": "dotted key -> value"})
+    methods: list[str] = field(default_factory=lambda: ["simclr", "clinfonce", "supcon"])
+    seeds: list[int] = field(default_factory=lambda: [0])
+    settings: dict[str, Any] = field(
+        default_factory=dict, metadata={"help": "name -> clusters-section keys of that setting"}
+    )
+    sweep: dict[str, Any] = field(default_factory=dict, metadata={"help": "one clusters key -> its values"})
+    out: str = field(default="compare_out", metadata={"help": "output folder"})
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_mapping(self)
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One run of a comparison.
+
+    Attributes:
+        method: ``method.name``.
+        setting: the cluster setting's name ("" for a method that uses no clusters).
+        seed: ``train.seed``.
+        config: the resolved run config (``train.out`` set).
+        sweep_value: the swept key's value of this run's setting, or None.
+    """
+
+    method: str
+    setting: str
+    seed: int
+    config: Config
+    sweep_value: Any = None
+
+    @property
+    def name(self) -> str:
+        """The run's folder name under ``OUT/runs``: ``method[-setting]-seedN``."""
+        setting = "".join(c if c.isalnum() or c in "=._" else "_" for c in self.setting)
+        return "-".join(part for part in (self.method, setting, f"seed{self.seed}") if part)
+
+
+def load_spec(source: str | Path | Mapping[str, Any] | None) -> CompareSpec:
+    """A compare file (path), a mapping, or None for the defaults; checked (methods, seeds, settings)."""
+    if source is None:
+        data: dict[str, Any] = {}
+    elif isinstance(source, Mapping):
+        data = dict(source)
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise InputError(f"{path}: no such compare file")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as error:
+            raise InputError(f"{path}: not valid YAML: {' '.join(str(error).split())}") from None
+        if not isinstance(data, dict):
+            raise InputError(f"{path}: a compare file is a mapping (config, methods, seeds, ...)")
+    return check_spec(from_mapping(CompareSpec, data, "compare"))
+
+
+def check_spec(spec: CompareSpec) -> CompareSpec:
+    """Raise :class:`InputError` naming the field at fault; returns ``spec``."""
+    unknown = [m for m in spec.methods if m not in METHODS]
+    if unknown or not spec.methods:
+        raise InputError(f"compare: methods must be among {', '.join(METHODS)}, got {spec.methods}")
+    if len(set(spec.methods)) != len(spec.methods) or len(set(spec.seeds)) != len(spec.seeds):
+        raise InputError("compare: methods and seeds must not repeat")
+    if not spec.seeds:
+        raise InputError("compare: seeds must not be empty")
+    flat = [key for key in spec.overrides if "." not in key]
+    if flat:
+        raise InputError(f"compare: overrides take dotted keys (train.epochs: 20), got {flat}")
+    if len(spec.sweep) > 1:
+        raise InputError(f"compare: sweep takes one clusters key, got {sorted(spec.sweep)}")
+    keys = {f.name for f in dataclasses.fields(ClusterSpec)}
+    for key, values in spec.sweep.items():
+        if key not in keys:
+            raise InputError(f"compare: sweep key {key!r} is not a clusters key ({', '.join(sorted(keys))})")
+        if not isinstance(values, list) or not values:
+            raise InputError(f"compare: sweep {key} must be a non-empty list of values")
+    for name, setting in spec.settings.items():
+        if not isinstance(setting, Mapping):
+            raise InputError(f"compare: setting {name!r} must be a mapping of clusters keys")
+    return spec
+
+
+def cluster_settings(spec: CompareSpec) -> list[tuple[str, dict[str, Any], Any]]:
+    """``(name, clusters overrides, sweep value)`` of every cluster setting, named ones first."""
+    settings = [(name, dict(values), None) for name, values in spec.settings.items()]
+    for key, values in spec.sweep.items():
+        settings += [(f"{key}={_text(value)}", {key: value}, value) for value in values]
+    names = [name for name, _, _ in settings]
+    if len(set(names)) != len(names):
+        raise InputError(f"compare: cluster settings must have distinct names, got {names}")
+    return settings
+
+
+def plan(spec: CompareSpec, extra_overrides: Sequence[str] = ()) -> list[PlannedRun]:
+    """Every run of the comparison, seeds outermost (a finished seed is a complete comparison), each
+    config resolved now so a wrong setting stops the comparison before anything trains.
+
+    Args:
+        spec: the comparison.
+        extra_overrides: ``KEY=VALUE`` overrides given on the command line, after ``spec.overrides``.
+    """
+    from clinfonce.config import _parse_override  # one parser of KEY=VALUE
+
+    base = load_config(spec.config, {**spec.overrides, **dict(map(_parse_override, extra_overrides))})
+    settings = cluster_settings(spec) or [(describe_clusters(base.clusters), {}, None)]
+    runs_dir = Path(spec.out).absolute() / "runs"
+    planned: list[PlannedRun] = []
+    for seed in spec.seeds:
+        for method in spec.methods:
+            uses_clusters = METHODS[method].needs_stage1
+            for setting, clusters, value in settings if uses_clusters else [("", {}, None)]:
+                overrides = {
+                    **FIXED_OVERRIDES,
+                    "method.name": method,
+                    "train.seed": seed,
+                    # a method without clusters records none (its run does not depend on the setting)
+                    **(
+                        {f"clusters.{key}": v for key, v in clusters.items()}
+                        if uses_clusters
+                        else _NO_CLUSTERS
+                    ),
+                }
+                try:
+                    config = load_config(base, overrides)
+                except InputError as error:
+                    where = f"{method}" + (f" with setting {setting!r}" if setting else "")
+                    raise InputError(f"compare: {where}: {error}") from None
+                run = PlannedRun(method, setting, seed, config, value)
+                out = {"train.out": str(runs_dir / run.name)}
+                planned.append(dataclasses.replace(run, config=load_config(config, out)))
+    return planned
+
+
+def describe_clusters(spec: ClusterSpec) -> str:
+    """A short name of a clustering's main setting: ``top_k=3``, ``level=1``, ``k=100``, ``labels``, ..."""
+    main = {"attributes": "top_k", "hierarchy": "level", "kmeans": "k"}.get(spec.source)
+    if main is not None:
+        return f"{main}={getattr(spec, main)}"
+    if spec.source == "file":
+        return f"file={Path(spec.file or '').name}"
+    return spec.source
+
+
+def _text(value: Any) -> str:
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
