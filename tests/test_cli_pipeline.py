@@ -125,9 +125,12 @@ def test_demo_writes_results_report_and_plot(tmp_path) -> None:
     assert results["method"].tolist() == ["simclr", "clinfonce", "supcon"]
     written = pd.read_csv(tmp_path / "results.csv")
     assert {"method", "seed", "top1"} <= set(written.columns) and len(written) == 3
-    assert (tmp_path / "report.md").read_text().startswith("# clinfonce demo")
-    with Image.open(tmp_path / "results.png") as plot:
-        assert plot.format == "PNG" and plot.size[0] > 300
+    report = (tmp_path / "report.md").read_text()
+    assert report.startswith("# clinfonce demo") and "## Stage 1" in report
+    for name in ("accuracy.png", "curves.png"):
+        with Image.open(tmp_path / name) as plot:
+            assert plot.format == "PNG" and plot.size[0] > 300
+        assert f"]({name})" in report
     assert (tmp_path / "stage1_sweep.csv").exists()
 
 

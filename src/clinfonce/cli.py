@@ -417,7 +417,7 @@ def _add_demo(commands: argparse._SubParsersAction) -> None:
         help="run the method end to end on the built-in shapes dataset (a few minutes on a CPU)",
         description="Generate the built-in shapes dataset (no download), cluster it by its auxiliary "
         "attributes, train SimCLR, Cl-InfoNCE and SupCon briefly, evaluate each with the same linear "
-        "probe, and write results.csv, report.md and results.png into --out.",
+        "probe (a `clinfonce compare`), and write results.csv, report.md, accuracy.png and curves.png into --out.",
     )
     p.add_argument("--out", type=Path, default=Path("demo_out"), help="output directory (default demo_out)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds (default: 0)")
@@ -697,7 +697,6 @@ def _quiet_lightning() -> None:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    import dataclasses
     import time
 
     from clinfonce.demo import DemoSettings, ordering_holds, run_demo
@@ -709,12 +708,14 @@ def _run_demo(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     results = run_demo(args.out, seeds=args.seeds, settings=settings, progress=args.progress)
     print("\nLinear-probe top-1 on the test split (%):")
-    print(results[["method", "seed", "top1", "knn20_top1", "train_seconds"]].to_string(index=False))
-    holds = ordering_holds(results)
-    print(f"SimCLR < Cl-InfoNCE < SupCon: {'holds' if holds.all() else 'does NOT hold'} "
+    print(results[["method", "seed", "status", "top1", "knn20_top1", "train_seconds"]].to_string(index=False))
+    holds = ordering_holds(results[results["status"] == "ok"])
+    print(f"SimCLR < Cl-InfoNCE < SupCon: {'holds' if len(holds) and holds.all() else 'does NOT hold'} "
           f"({int(holds.sum())}/{len(holds)} seeds); total {time.perf_counter() - started:.0f} s")  # fmt: skip
-    print(f"wrote {args.out / 'results.csv'}, {args.out / 'report.md'}, {args.out / 'results.png'}")
-    return 0
+    print(
+        f"wrote {', '.join(str(args.out / name) for name in ('results.csv', 'report.md', 'accuracy.png', 'curves.png'))}"
+    )
+    return 0 if (results["status"] == "ok").all() else 1
 
 
 def _run_clusters(args: argparse.Namespace) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -50,7 +51,7 @@ def summarise(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_plots(out: Path, table: pd.DataFrame, sweep_key: str | None) -> list[str]:
-    """``accuracy.png`` and, with a sweep, ``sweep.png``; returns the file names written."""
+    """``accuracy.png``, ``curves.png`` and, with a sweep, ``sweep.png``; returns the file names written."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -84,6 +85,8 @@ def write_plots(out: Path, table: pd.DataFrame, sweep_key: str | None) -> list[s
     figure.tight_layout()
     atomic_write_with(out / "accuracy.png", lambda tmp: figure.savefig(tmp, dpi=110, format="png"))
     plt.close(figure)
+    if _plot_curves(out, table, plt):
+        written.append("curves.png")
     if (
         sweep_key is not None
         and sweep_key in table.columns
@@ -91,6 +94,33 @@ def write_plots(out: Path, table: pd.DataFrame, sweep_key: str | None) -> list[s
     ):
         written.append("sweep.png")
     return written
+
+
+def _plot_curves(out: Path, table: pd.DataFrame, plt) -> bool:
+    """The training loss of every finished run by epoch (colour: method; line style: seed)."""
+    from matplotlib.ticker import MaxNLocator
+
+    from clinfonce.run import RunDir
+
+    ok = table[table["status"] == "ok"]
+    if ok.empty:
+        return False
+    figure, axes = plt.subplots(figsize=(7, 4.2))
+    seeds = sorted(set(ok["seed"]))
+    for _, row in ok.iterrows():
+        curve = RunDir(out / row["run"]).training_curve()
+        style = ("-", "--", ":", "-.")[seeds.index(row["seed"]) % 4]
+        color = COLORS.get(row["method"], "#444444")
+        axes.plot(curve["epoch"] + 1, curve["train_loss"], style, color=color, label=Path(row["run"]).name)
+    axes.set_xlabel("epoch")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.set_ylabel("training loss (each method its own objective)")
+    axes.set_title("Training curves (colour: method; line style: seed)", fontsize=9)
+    axes.legend(fontsize=6, ncol=2 if len(ok) > 8 else 1)
+    figure.tight_layout()
+    atomic_write_with(out / "curves.png", lambda tmp: figure.savefig(tmp, dpi=110, format="png"))
+    plt.close(figure)
+    return True
 
 
 def _plot_sweep(out: Path, table: pd.DataFrame, summary: pd.DataFrame, key: str, plt) -> bool:
@@ -143,9 +173,14 @@ def _plot_sweep(out: Path, table: pd.DataFrame, summary: pd.DataFrame, key: str,
 
 
 def write_report(
-    out: Path, table: pd.DataFrame, sweep_key: str | None, plots: list[str], total_runs: int
+    out: Path,
+    table: pd.DataFrame,
+    plots: list[str],
+    total_runs: int,
+    title: str = "clinfonce compare",
+    introduction: Sequence[str] = (),
 ) -> None:
-    """``report.md``: the summary (mean ± std over seeds), every run, failures and the plots."""
+    """``report.md``: ``introduction``, the summary (mean ± std over seeds), the plots, failures, every run."""
     summary = summarise(table)
     shown = pd.DataFrame(
         {
@@ -165,8 +200,9 @@ def write_report(
     )
     failed = table[table["status"] != "ok"]
     lines = [
-        "# clinfonce compare",
+        f"# {title}",
         "",
+        *introduction,
         f"{len(table)} of {total_runs} run(s) done; {len(failed)} failed. Every run is evaluated by the same "
         "linear probe (frozen backbone features, settings chosen on a validation split of the training "
         "data) on the test split. I(Z;T) and H(Z|T) (bits) are those of the clustering a method trained on, "

@@ -69,6 +69,8 @@ def run_compare(
     overwrite: bool = False,
     dataset: ImageDataset | None = None,
     say: Callable[[str], None] = print,
+    title: str = "clinfonce compare",
+    introduction: Callable[[pd.DataFrame], list[str]] | None = None,
 ) -> pd.DataFrame:
     """Run the comparison into ``spec.out``; return the results (one row per planned run).
 
@@ -79,6 +81,8 @@ def run_compare(
             before anything trains).
         dataset: the data, already loaded (else the base config's ``data`` section is loaded once).
         say: where the one line per run goes.
+        title: the report's title.
+        introduction: markdown lines (made from the results so far) that open the report.
 
     Raises:
         InputError: a setting does not resolve, or a run folder holds a run with other settings.
@@ -105,7 +109,11 @@ def run_compare(
         row = _run_one(run, out, dataset, overwrite=run.name in replace)
         rows.append(row)
         say(f"[{index}/{len(planned)}] {_summary_line(row)}")
-        _write_results(out, rows, sweep_key, planned)
+        table = _table(rows, sweep_key)
+        atomic_write_with(out / "results.csv", lambda tmp, table=table: table.to_csv(tmp, index=False))
+        plots = write_plots(out, table, sweep_key)
+        opening = introduction(table) if introduction is not None else []
+        write_report(out, table, plots, total_runs=len(planned), title=title, introduction=opening)
     return _table(rows, sweep_key)
 
 
@@ -212,15 +220,6 @@ def _table(rows: list[dict[str, Any]], sweep_key: str | None) -> pd.DataFrame:
     else:
         table = table.drop(columns="sweep_value")
     return table.reindex(columns=columns)
-
-
-def _write_results(
-    out: Path, rows: list[dict[str, Any]], sweep_key: str | None, planned: list[PlannedRun]
-) -> None:
-    table = _table(rows, sweep_key)
-    atomic_write_with(out / "results.csv", lambda tmp: table.to_csv(tmp, index=False))
-    plots = write_plots(out, table, sweep_key)
-    write_report(out, table, sweep_key, plots, total_runs=len(planned))
 
 
 def _summary_line(row: dict[str, Any]) -> str:

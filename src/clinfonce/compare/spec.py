@@ -33,8 +33,9 @@ from clinfonce.errors import InputError
 from clinfonce.methods import METHODS
 from clinfonce.typed import from_mapping, to_mapping
 
-#: Overrides every compared run gets: compare reports one line per epoch, never a progress bar.
-FIXED_OVERRIDES = {"train.progress_bar": False}
+#: Defaults of every compared run (a compare file's overrides may change them): one log line per epoch
+#: instead of a progress bar.
+RUN_DEFAULTS = {"train.progress_bar": False}
 _NO_CLUSTERS = {"clusters": {"source": "none"}}
 
 
@@ -147,7 +148,9 @@ def plan(spec: CompareSpec, extra_overrides: Sequence[str] = ()) -> list[Planned
     """
     from clinfonce.config import _parse_override  # one parser of KEY=VALUE
 
-    base = load_config(spec.config, {**spec.overrides, **dict(map(_parse_override, extra_overrides))})
+    base = load_config(
+        spec.config, {**RUN_DEFAULTS, **spec.overrides, **dict(map(_parse_override, extra_overrides))}
+    )
     settings = cluster_settings(spec) or [(describe_clusters(base.clusters), {}, None)]
     runs_dir = Path(spec.out).absolute() / "runs"
     planned: list[PlannedRun] = []
@@ -156,7 +159,6 @@ def plan(spec: CompareSpec, extra_overrides: Sequence[str] = ()) -> list[Planned
             uses_clusters = METHODS[method].needs_stage1
             for setting, clusters, value in settings if uses_clusters else [("", {}, None)]:
                 overrides = {
-                    **FIXED_OVERRIDES,
                     "method.name": method,
                     "train.seed": seed,
                     # a method without clusters records none (its run does not depend on the setting)

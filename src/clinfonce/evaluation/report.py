@@ -8,6 +8,7 @@ import pandas as pd
 
 from clinfonce.clusters import ClusterAssignment, ClusterStats
 from clinfonce.config import Config
+from clinfonce.methods import METHODS
 
 
 def render_run_report(
@@ -40,9 +41,13 @@ def render_run_report(
         lines.append(f"- evaluated: `{metrics['checkpoint']}` on dataset `{metrics.get('dataset')}`")
     if config is not None:
         method, model, optim, train = config.method, config.model, config.optim, config.train
+        about = METHODS[method.name]
+        views = f"{method.n_views} view{'s' if method.n_views > 1 else ''}"
+        detail = f"temperature {method.temperature}, {views}" if about.contrastive else views
+        joint = "; plus InfoNCE on a second head (joint_infonce)" if method.joint_infonce else ""
         lines += [
-            f"- dataset: `{config.data.name}`; method: `{method.name}` (temperature {method.temperature}, "
-            f"{method.n_views} views); backbone `{model.backbone}`",
+            f"- dataset: `{config.data.name}`; method: `{method.name}`: {about.summary} ({detail}){joint}; "
+            f"backbone `{model.backbone}`",
             f"- {train.epochs} epochs, batch {optim.batch_size}, lr {optim.lr}, seed {train.seed}, "
             f"precision {train.precision}",
         ]
@@ -55,6 +60,9 @@ def render_run_report(
         lines.append(
             f"- stage 1: {clusters.n_clusters} clusters over {clusters.n} training images ({detail})"
         )
+        if config is not None and METHODS[config.method.name].uses == "attributes":
+            learned = ", ".join(clusters.provenance.get("attributes", []))
+            lines.append(f"- attributes learned (those the clusters combine): {learned}")
     if stats is not None:
         lines.append(
             f"- cluster quality: I(Z;T) = {stats.I_Z_T:.3f} of H(T) = {stats.H_T:.3f} bits, "
