@@ -15,7 +15,7 @@ DEMO_OUT ?= demo_out
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet $(TORCH_SPEC)
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev]'  # dev includes the train extra
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -1,32 +1,78 @@
 """clinfonce: weakly-supervised contrastive representations (Cl-InfoNCE, ICLR 2022).
 
 Stage 1 (:mod:`clinfonce.clusters`) turns auxiliary information into cluster ids; stage 2
-(:class:`ClInfoNCELoss`) learns representations that are close within a cluster and far across clusters.
+(:class:`ClInfoNCELoss`) learns representations that are close within a cluster and far across clusters;
+:func:`train`, :func:`evaluate` and :func:`load_encoder` (:mod:`clinfonce.api`) run the whole pipeline.
+
+Names are imported on first use, so ``import clinfonce`` (and ``clinfonce --help``) stays fast and a
+loss-only user never imports the training stack.
 """
 
-from clinfonce.clusters import (
-    ClusterAssignment,
-    ClusterStats,
-    attribute_clusters,
-    cluster_stats,
-    hierarchy_clusters,
-    kmeans_clusters,
-    rank_attributes,
-)
-from clinfonce.errors import InputError
-from clinfonce.losses import ClInfoNCELoss
+from __future__ import annotations
 
-__version__ = "0.2.0"
+import importlib
+from typing import TYPE_CHECKING, Any
 
-__all__ = [
+__version__ = "0.3.0"
+
+#: public name -> the module that defines it
+_EXPORTS = {
+    "ClInfoNCELoss": "clinfonce.losses",
+    "ClusterAssignment": "clinfonce.clusters",
+    "ClusterStats": "clinfonce.clusters",
+    "attribute_clusters": "clinfonce.clusters",
+    "cluster_stats": "clinfonce.clusters",
+    "hierarchy_clusters": "clinfonce.clusters",
+    "kmeans_clusters": "clinfonce.clusters",
+    "rank_attributes": "clinfonce.clusters",
+    "InputError": "clinfonce.errors",
+    "Encoder": "clinfonce.api",
+    "Run": "clinfonce.api",
+    "evaluate": "clinfonce.api",
+    "load_encoder": "clinfonce.api",
+    "train": "clinfonce.api",
+}
+
+__all__ = [  # the names of _EXPORTS (a test checks), written out for static tools
     "ClInfoNCELoss",
     "ClusterAssignment",
     "ClusterStats",
+    "Encoder",
     "InputError",
+    "Run",
     "__version__",
     "attribute_clusters",
     "cluster_stats",
+    "evaluate",
     "hierarchy_clusters",
     "kmeans_clusters",
+    "load_encoder",
     "rank_attributes",
+    "train",
 ]
+
+if TYPE_CHECKING:
+    from clinfonce.api import Encoder, Run, evaluate, load_encoder, train
+    from clinfonce.clusters import (
+        ClusterAssignment,
+        ClusterStats,
+        attribute_clusters,
+        cluster_stats,
+        hierarchy_clusters,
+        kmeans_clusters,
+        rank_attributes,
+    )
+    from clinfonce.errors import InputError
+    from clinfonce.losses import ClInfoNCELoss
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'clinfonce' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -14,19 +14,30 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
-import numpy as np
-import pandas as pd
-import yaml
-
-from clinfonce.clusters import ClusterSpec, build, build_for_dataset, cluster_stats
-from clinfonce.clusters.spec import PATH_RULES, SOURCES
-from clinfonce.data.registry import DATASETS, load_dataset
-from clinfonce.data.tables import check_writable, read_table, require_columns
+from clinfonce import __version__
+from clinfonce.clusters.spec import PATH_RULES, SOURCES, ClusterSpec
+from clinfonce.data.registry import DATASETS
 from clinfonce.errors import InputError, RunStopped
+from clinfonce.logs import quiet_lightning, show_progress
+
+if TYPE_CHECKING:  # the heavy libraries are imported where a command needs them: `--help` stays fast
+    import numpy as np
+    import pandas as pd
 
 EXIT_USER_ERROR = 2
+#: Import names of the `train` extra (pyproject.toml): a loss-only install lacks them.
+_TRAIN_EXTRA = (
+    "torchvision",
+    "lightning",
+    "tensorboard",
+    "matplotlib",
+    "PIL",
+    "omegaconf",
+    "pyarrow",
+    "tabulate",
+)
 #: Storage failures a user must fix (space, quota, file size limit, read-only file system).
 _STORAGE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)
 
@@ -35,12 +46,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``clinfonce`` console command; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    _say_progress()
+    show_progress()
     if not getattr(args, "handler", None):
         parser.print_help()
         return EXIT_USER_ERROR
     try:
         return int(args.handler(args) or 0)
+    except ModuleNotFoundError as error:
+        if (error.name or "").split(".")[0] not in _TRAIN_EXTRA:
+            raise
+        print(
+            f"clinfonce {args.command}: error: this command needs the training extra ({error.name} is not "
+            "installed): pip install 'clinfonce[train]'",
+            file=sys.stderr,
+        )
+        return EXIT_USER_ERROR
     except (InputError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as error:
         print(f"clinfonce {args.command}: error: {_one_line(error)}", file=sys.stderr)
         return EXIT_USER_ERROR
@@ -75,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Weakly-supervised contrastive learning (Cl-InfoNCE): cluster images by their auxiliary "
         "information, then learn representations that keep each cluster together.",
     )
+    parser.add_argument("--version", action="version", version=f"clinfonce {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_clusters(commands)
     _add_stats(commands)
@@ -485,6 +506,8 @@ def _add_compare(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_compare(args: argparse.Namespace) -> int:
+    import yaml
+
     from clinfonce.compare import load_spec, run_compare
     from clinfonce.compare.spec import check_spec
 
@@ -527,8 +550,8 @@ def _run_compare(args: argparse.Namespace) -> int:
             out=str(args.out) if args.out is not None else spec.out,
         )
     )
-    _quiet_lightning()
-    results = run_compare(spec, args.overrides, overwrite=args.overwrite)
+    quiet_lightning()
+    results = run_compare(spec, args.overrides, overwrite=args.overwrite, verbose=True)
     failed = int((results["status"] != "ok").sum())
     out = Path(spec.out)
     print(
@@ -558,7 +581,7 @@ def _run_train(args: argparse.Namespace) -> int:
     from clinfonce.evaluation.pipeline import evaluate_checkpoint
     from clinfonce.training.engine import check_start, train
 
-    _quiet_lightning()
+    quiet_lightning()
     check_start(config, args.overwrite)  # before the dataset is read: a refused start fails fast
     dataset = config.data.load()
     run = train(config, dataset=dataset, overwrite=args.overwrite)
@@ -584,6 +607,9 @@ def _run_eval(args: argparse.Namespace) -> int:
 
 
 def _run_embed(args: argparse.Namespace) -> int:
+    import numpy as np
+    import pandas as pd
+
     from clinfonce._io import atomic_write_with
     from clinfonce.data.augment import EvalTransform
     from clinfonce.evaluation.pipeline import load_encoder
@@ -617,6 +643,8 @@ def _run_embed(args: argparse.Namespace) -> int:
 def _dataset_args(args: argparse.Namespace) -> tuple[str | None, dict]:
     """The dataset named by --dataset (or implied by --table) and its options from --root, --table and
     --data-option; ``(None, {})`` when none is named."""
+    import yaml
+
     table = getattr(args, "table", None)
     name = args.dataset or ("table" if table is not None else None)
     options: dict = {}
@@ -639,14 +667,16 @@ def _dataset_args(args: argparse.Namespace) -> tuple[str | None, dict]:
 
 def _dataset_from_args(args: argparse.Namespace, skip_bad: bool = False):
     """The dataset the arguments name, loaded, or None (then the run's own is used)."""
+    from clinfonce.data.registry import load_dataset
+
     name, options = _dataset_args(args)
     return None if name is None else load_dataset(name, options, skip_bad=skip_bad)
 
 
 def _bundled_configs() -> list[str]:
-    from clinfonce.config import bundled_configs
+    from clinfonce import configs
 
-    return bundled_configs()
+    return configs.names()
 
 
 def _metrics_line(metrics: dict) -> str:
@@ -654,59 +684,17 @@ def _metrics_line(metrics: dict) -> str:
     return f"{metrics.get('dataset')} / {metrics.get('method')}: " + "  ".join(parts)
 
 
-def _say_progress() -> None:
-    """Show the library's progress lines (stage 1, image checks, epochs, evaluation) on stderr; a library
-    user sees none unless they configure logging."""
-    import logging
-
-    class StderrHandler(logging.StreamHandler):
-        @property
-        def stream(self):  # the current sys.stderr at each line, not the one when the handler was made
-            return sys.stderr
-
-        @stream.setter
-        def stream(self, value) -> None:
-            pass
-
-    logger = logging.getLogger("clinfonce")
-    if not any(type(h).__name__ == "StderrHandler" for h in logger.handlers):
-        handler = StderrHandler()
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-
-
-def _quiet_lightning() -> None:
-    """Keep the console to the progress bar and our own lines: Lightning's tips and hints go to the log."""
-    import logging
-    import warnings
-
-    import lightning.pytorch  # noqa: F401 -- importing it sets its logger's level: set ours after
-
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
-    for pattern in (
-        ".*does not have many workers.*",
-        ".*smaller than the logging interval.*",
-        ".*LeafSpec.*",
-        # a resumed run writes into its own checkpoint and log folders on purpose
-        ".*exists and is not empty.*",
-        # mid-epoch resumes are exact: the engine makes the sampler skip what the checkpoint had trained
-        ".*your dataloader is not resumable.*",
-    ):
-        warnings.filterwarnings("ignore", message=pattern)
-
-
 def _run_demo(args: argparse.Namespace) -> int:
     import time
 
     from clinfonce.demo import DemoSettings, ordering_holds, run_demo
 
-    _quiet_lightning()
+    quiet_lightning()
     settings = (
         DemoSettings() if args.epochs is None else dataclasses.replace(DemoSettings(), epochs=args.epochs)
     )
     started = time.perf_counter()
-    results = run_demo(args.out, seeds=args.seeds, settings=settings, progress=args.progress)
+    results = run_demo(args.out, seeds=args.seeds, settings=settings, progress=args.progress, verbose=True)
     print("\nLinear-probe top-1 on the test split (%):")
     print(results[["method", "seed", "status", "top1", "knn20_top1", "train_seconds"]].to_string(index=False))
     holds = ordering_holds(results[results["status"] == "ok"])
@@ -719,6 +707,12 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 
 def _run_clusters(args: argparse.Namespace) -> int:
+    import numpy as np
+    import pandas as pd
+
+    from clinfonce.clusters import build, build_for_dataset, cluster_stats
+    from clinfonce.data.tables import check_writable, read_table, require_columns
+
     check_writable(args.out)  # before any work
     spec = _cluster_spec(args)
     if args.dataset is not None:
@@ -806,6 +800,9 @@ def _cluster_spec(args: argparse.Namespace) -> ClusterSpec:
 
 
 def _run_stats(args: argparse.Namespace) -> int:
+    from clinfonce.clusters import cluster_stats
+    from clinfonce.data.tables import read_table, require_columns
+
     table = read_table(args.table)
     require_columns(table, [args.cluster_col, args.label_col], args.table)
     stats = cluster_stats(table[args.cluster_col].to_numpy(), _labels(table, args.label_col, args.table))
@@ -817,6 +814,8 @@ def _run_stats(args: argparse.Namespace) -> int:
 
 
 def _labels(table: pd.DataFrame, column: str, source: Path) -> np.ndarray:
+    import numpy as np
+
     labels = table[column]
     missing = labels.isna().to_numpy()
     if missing.any():

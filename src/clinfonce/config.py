@@ -19,12 +19,12 @@ import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from clinfonce import configs
 from clinfonce.clusters.spec import ClusterSpec
 from clinfonce.errors import InputError
 from clinfonce.methods import METHODS
@@ -155,8 +155,7 @@ class Config:
 
 def bundled_configs() -> list[str]:
     """Names of the configs shipped inside the package (one per dataset)."""
-    folder = resources.files("clinfonce") / "configs"
-    return sorted(item.name[: -len(".yaml")] for item in folder.iterdir() if item.name.endswith(".yaml"))
+    return configs.names()
 
 
 def load_config(
@@ -289,11 +288,11 @@ def _read(config: str | Path | Mapping[str, Any] | Config | None) -> dict[str, A
         return _plain(config)
     path = Path(config)
     if not path.is_file():
-        bundled = resources.files("clinfonce") / "configs" / f"{config}.yaml"
-        if path.suffix or not bundled.is_file():
+        bundled = None if path.suffix else configs.text(str(config))
+        if bundled is None:
             names = ", ".join(bundled_configs())
             raise InputError(f"{path}: no such config file (bundled configs: {names})")
-        return _parse_yaml(bundled.read_text(encoding="utf-8"), f"bundled config {config!r}")
+        return _parse_yaml(bundled, f"bundled config {config!r}")
     return _parse_yaml(path.read_text(encoding="utf-8"), str(path))
 
 

@@ -95,8 +95,12 @@ def run_demo(
     settings: DemoSettings = DemoSettings(),
     progress: bool = False,
     log: Callable[[str], None] = print,
+    verbose: bool = False,
 ) -> pd.DataFrame:
-    """Run the demo into ``out``; return the results table (one row per method and seed)."""
+    """Run the demo into ``out``; return the results table (one row per method and seed).
+
+    ``progress``: Lightning's progress bars; ``verbose``: the runs' progress lines on stderr; ``log``: where
+    the demo's own lines go."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     dataset = shapes_dataset(n_train=settings.n_train, n_test=settings.n_test, seed=0)
@@ -138,7 +142,15 @@ def run_demo(
             "",
         ]
 
-    return run_compare(spec, overwrite=True, dataset=dataset, say=log, title=title, introduction=introduction)
+    return run_compare(
+        spec,
+        overwrite=True,
+        dataset=dataset,
+        say=log,
+        title=title,
+        introduction=introduction,
+        verbose=verbose,
+    )
 
 
 def ordering_holds(table: pd.DataFrame) -> pd.Series:

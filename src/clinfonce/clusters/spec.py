@@ -1,7 +1,7 @@
 """The cluster specification: what stage 1 should do, as plain typed settings.
 
 One :class:`ClusterSpec` describes every stage-1 source. The ``clinfonce clusters`` command maps its flags
-onto it, a config's ``clusters`` section is one, and :func:`clinfonce.clusters.build` is the one function
+onto it, a config's ``clusters`` section is one, and :func:`clinfonce.clusters.builder` is the one function
 that turns it into a :class:`~clinfonce.clusters.ClusterAssignment`.
 """
 

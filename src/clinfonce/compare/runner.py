@@ -31,6 +31,7 @@ from clinfonce.compare.spec import CompareSpec, PlannedRun, plan
 from clinfonce.config import Config
 from clinfonce.data.dataset import ImageDataset
 from clinfonce.errors import InputError, RunStopped
+from clinfonce.logs import library_output
 from clinfonce.run import RunDir, config_differences
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,7 @@ def run_compare(
     say: Callable[[str], None] = print,
     title: str = "clinfonce compare",
     introduction: Callable[[pd.DataFrame], list[str]] | None = None,
+    verbose: bool = False,
 ) -> pd.DataFrame:
     """Run the comparison into ``spec.out``; return the results (one row per planned run).
 
@@ -83,11 +85,25 @@ def run_compare(
         say: where the one line per run goes.
         title: the report's title.
         introduction: markdown lines (made from the results so far) that open the report.
+        verbose: show each run's progress (stage 1, epochs, evaluation) on stderr; otherwise only ``say``
+            speaks (no Lightning message, no warning).
 
     Raises:
         InputError: a setting does not resolve, or a run folder holds a run with other settings.
     """
-    planned = plan(spec, extra_overrides)
+    with library_output(verbose):
+        return _run_planned(spec, plan(spec, extra_overrides), overwrite, dataset, say, title, introduction)
+
+
+def _run_planned(
+    spec: CompareSpec,
+    planned: list[PlannedRun],
+    overwrite: bool,
+    dataset: ImageDataset | None,
+    say: Callable[[str], None],
+    title: str,
+    introduction: Callable[[pd.DataFrame], list[str]] | None,
+) -> pd.DataFrame:
     out = Path(spec.out)
     conflicts = [(run, keys) for run in planned if (keys := _conflict(run.config))]
     replace = {run.name for run, _ in conflicts}

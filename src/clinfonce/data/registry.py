@@ -1,29 +1,22 @@
 """Dataset names -> sources. A :class:`Source` names its options class and its ``load``; options are typed
-and validated (:func:`dataset_options`) before any file is opened, then ``load`` reads the data."""
+and validated (:func:`dataset_options`) before any file is opened, then ``load`` reads the data.
+
+A source's module (and the libraries it needs) is imported only when the source is used, so listing the
+datasets (``clinfonce --help``) costs nothing.
+"""
 
 from __future__ import annotations
 
 import difflib
+import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from clinfonce.data.dataset import ImageDataset
-from clinfonce.data.options import OptionError
-from clinfonce.data.sources import (
-    cifar,
-    cub200,
-    fashion_mnist,
-    imagefolder,
-    imagenet100,
-    omniglot,
-    shapes,
-    table,
-    utzappos,
-    wider,
-)
 from clinfonce.errors import InputError
-from clinfonce.typed import from_mapping
+
+if TYPE_CHECKING:
+    from clinfonce.data.dataset import ImageDataset
 
 
 @dataclass(frozen=True)
@@ -32,17 +25,29 @@ class Source:
 
     Attributes:
         name: the dataset's name in configs and on the command line.
-        options: the source's options dataclass (fields with types, defaults and help).
-        load: ``load(options)``, or ``load(options, skip_bad=...)`` for a source that reads image files.
+        module: the module of :mod:`clinfonce.data.sources` that reads it.
+        options_class: the name of the source's options dataclass in ``module`` (:attr:`options`).
+        loader: the name of its load function in ``module`` (:attr:`load`).
         reads_files: whether the source decodes image files, so that ``skip_bad`` applies to it.
         summary: one line: what the dataset is.
     """
 
     name: str
-    options: type
-    load: Callable[..., ImageDataset]
+    module: str
+    options_class: str
+    loader: str
     reads_files: bool
     summary: str
+
+    @property
+    def options(self) -> type:
+        """The source's options dataclass (fields with types, defaults and help)."""
+        return getattr(importlib.import_module(f"clinfonce.data.sources.{self.module}"), self.options_class)
+
+    @property
+    def load(self) -> Callable[..., ImageDataset]:
+        """``load(options)``, or ``load(options, skip_bad=...)`` for a source that reads image files."""
+        return getattr(importlib.import_module(f"clinfonce.data.sources.{self.module}"), self.loader)
 
 
 DATASETS: dict[str, Source] = {
@@ -50,78 +55,89 @@ DATASETS: dict[str, Source] = {
     for entry in (
         Source(
             "shapes",
-            shapes.ShapesOptions,
-            shapes.load,
+            "shapes",
+            "ShapesOptions",
+            "load",
             False,
             "generated shapes x textures (12 classes) with noisy attributes; built in, made from a seed",
         ),
         Source(
             "imagefolder",
-            imagefolder.ImageFolderOptions,
-            imagefolder.load,
+            "imagefolder",
+            "ImageFolderOptions",
+            "load",
             True,
             "an ImageFolder tree: <class>/<image>, optionally in train/ val/ test/ folders",
         ),
         Source(
             "table",
-            table.TableOptions,
-            table.load,
+            "table",
+            "TableOptions",
+            "load",
             True,
             "images listed in a metadata table (CSV, TSV, TXT, Parquet) with label, split and auxiliary columns",
         ),
         Source(
             "utzappos",
-            utzappos.UtzapposOptions,
-            utzappos.load,
+            "utzappos",
+            "UtzapposOptions",
+            "load",
             True,
             "UT-Zappos50K: 21 shoe sub-categories, binary meta-data attributes",
         ),
         Source(
             "cub200",
-            cub200.Cub200Options,
-            cub200.load,
+            "cub200",
+            "Cub200Options",
+            "load",
             True,
             "CUB-200-2011: 200 bird species, 312 binary attributes, the official split",
         ),
         Source(
             "wider",
-            wider.WiderOptions,
-            wider.load,
+            "wider",
+            "WiderOptions",
+            "load",
             True,
             "WIDER Attribute: 30 scene labels, 14 person attributes pooled per image",
         ),
         Source(
             "imagenet100",
-            imagenet100.ImageNet100Options,
-            imagenet100.load,
+            "imagenet100",
+            "ImageNet100Options",
+            "load",
             True,
             "a class subset of ImageNet given by a list of wnids, with the WordNet hierarchy",
         ),
         Source(
             "cifar10",
-            cifar.CifarOptions,
-            cifar.load_cifar10,
+            "cifar",
+            "CifarOptions",
+            "load_cifar10",
             False,
             "CIFAR-10 (python pickles): 10 classes, no auxiliary information",
         ),
         Source(
             "cifar100",
-            cifar.CifarOptions,
-            cifar.load_cifar100,
+            "cifar",
+            "CifarOptions",
+            "load_cifar100",
             False,
             "CIFAR-100 (python pickles): 100 classes; the 20 superclasses as auxiliary information",
         ),
         Source(
             "fashion_mnist",
-            fashion_mnist.FashionMnistOptions,
-            fashion_mnist.load,
+            "fashion_mnist",
+            "FashionMnistOptions",
+            "load",
             False,
             "Fashion-MNIST (IDX files): 10 classes; a hand-made product taxonomy as auxiliary information",
         ),
         Source(
             "omniglot",
-            omniglot.OmniglotOptions,
-            omniglot.load,
+            "omniglot",
+            "OmniglotOptions",
+            "load",
             True,
             "Omniglot (zips): characters as labels; alphabet and drawer as auxiliary information",
         ),
@@ -160,6 +176,9 @@ def dataset_options(name: str, values: Mapping[str, Any] | None = None, prefix: 
             f"{where}: {prefix}skip_bad is not a dataset option: skip_bad is how a run treats bad files "
             "(data.skip_bad in a config, --skip-bad on the command line)"
         )
+    from clinfonce.data.options import OptionError
+    from clinfonce.typed import from_mapping
+
     try:
         return from_mapping(src.options, values, where, prefix)
     except OptionError as error:

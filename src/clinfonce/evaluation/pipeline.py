@@ -5,7 +5,7 @@ weighted kNN, reported on the test split."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,9 @@ class LoadedEncoder:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     source: Path
+    #: how the training images were decoded (``image_size``, ``channels``, ``resize``); empty for files
+    #: written before clinfonce recorded it
+    input: dict[str, Any] = field(default_factory=dict)
 
 
 def load_encoder(path: str | Path) -> LoadedEncoder:
@@ -78,7 +81,13 @@ def load_encoder(path: str | Path) -> LoadedEncoder:
         ) from error
     encoder.eval()
     return LoadedEncoder(
-        encoder, model, int(meta["crop_size"]), tuple(meta["mean"]), tuple(meta["std"]), path
+        encoder,
+        model,
+        int(meta["crop_size"]),
+        tuple(meta["mean"]),
+        tuple(meta["std"]),
+        path,
+        dict(meta.get("input") or {}),
     )
 
 

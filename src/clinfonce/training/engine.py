@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -102,6 +103,7 @@ def train(
             crop_size=config.data.crop_size or dataset.image_size[0],
             mean=dataset.mean,
             std=dataset.std,
+            image_input=image_input(dataset, config, rows),
             cluster_ids=torch.from_numpy(ids),
             n_clusters=clusters.n_clusters if clusters is not None else None,
             attribute_targets=None if targets is None else _by_row(targets, rows, len(dataset)),
@@ -318,6 +320,16 @@ def save_encoder(module: ContrastiveModule, dataset: ImageDataset, path: Path) -
         **module.describe(),
     }
     atomic_write_with(path, lambda tmp: torch.save(payload, tmp))
+
+
+def image_input(dataset: ImageDataset, config: Config, rows: np.ndarray) -> dict[str, Any]:
+    """How the training data's images were decoded: ``image_size`` ``[H, W]``, ``channels`` and ``resize``
+    (for in-memory data, a plain resize), so an image from elsewhere can be prepared the same way."""
+    return {
+        "image_size": list(dataset.image_size),
+        "channels": int(dataset.loader(int(rows[0])).shape[0]),
+        "resize": str(config.data.options.get("resize", "stretch")),
+    }
 
 
 def _by_row(values: np.ndarray, rows: np.ndarray, n_rows: int) -> np.ndarray:

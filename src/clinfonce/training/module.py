@@ -36,6 +36,8 @@ class ContrastiveModule(L.LightningModule):
         n_classes: downstream classes (for ``ce``).
         crop_size: side of the augmented views in pixels.
         mean, std: normalisation statistics of the dataset.
+        image_input: how the training images were decoded (``image_size``, ``channels``, ``resize``), kept
+            in checkpoints and ``encoder.pt`` so images from elsewhere can be prepared alike.
         cluster_ids: ``int64 [n_rows]``, -1 for rows without a cluster (not trained on), or None.
         n_clusters: stage-1 clusters (for ``cluster_ce``).
         attribute_targets: ``int8 [n_rows, A]`` the clustered attributes, +1 / -1 / 0 missing (for
@@ -54,6 +56,7 @@ class ContrastiveModule(L.LightningModule):
         crop_size: int,
         mean: Sequence[float],
         std: Sequence[float],
+        image_input: dict | None = None,
         cluster_ids: Tensor | None = None,
         n_clusters: int | None = None,
         attribute_targets: np.ndarray | None = None,
@@ -64,6 +67,7 @@ class ContrastiveModule(L.LightningModule):
         model = config.model
         self.encoder = Encoder(model.backbone, model.small_images, model.head_dim, model.width)
         self.augment = ContrastiveAugment(crop_size, mean, std, n_views=config.method.n_views)
+        self.image_input = dict(image_input or {})
         self.objective = build_objective(config, self.encoder, n_classes, n_clusters, attribute_targets)
         if config.model.channels_last:
             self.encoder.to(memory_format=torch.channels_last)
@@ -188,6 +192,7 @@ class ContrastiveModule(L.LightningModule):
             "crop_size": self.augment.image_size,
             "mean": self.augment.mean.flatten().tolist(),
             "std": self.augment.std.flatten().tolist(),
+            "input": dict(self.image_input),
         }
 
 
