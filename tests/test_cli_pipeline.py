@@ -45,6 +45,15 @@ def test_train_writes_a_complete_run(trained_run) -> None:
         assert (trained_run / name).exists(), name
     metrics = json.loads((trained_run / "metrics.json").read_text())
     assert 0 <= metrics["linear_top1"] <= 100 and metrics["n_test"] == 128
+    # the pictures, shown by the report, and a self-contained HTML twin with every image inside it
+    report = (trained_run / "report.md").read_text()
+    for name in ("curve.png", "per_class.png", "confusion.png", "embedding_map.png", "clusters.png"):
+        with Image.open(trained_run / name) as picture:
+            assert picture.format == "PNG" and picture.size[0] > 200, name
+        assert f"]({name})" in report, name
+    page = (trained_run / "report.html").read_text()
+    assert page.count('src="data:image/png;base64,') == 5 and 'src="' not in page.replace('src="data:', "")
+    assert "<table>" in page and f"{metrics['linear_top1']:.2f}" in page
     report = (trained_run / "report.md").read_text()
     # the report shows the measured value
     assert re.search(rf"\| linear_top1 +\| +{metrics['linear_top1']:.2f} \|", report), report
@@ -83,6 +92,55 @@ def test_embed_rows_match_the_index(trained_run, tmp_path) -> None:
     assert (index["split"] == "test").all() and index["row"].tolist() == list(range(256, 384))
     assert main(["embed", "--checkpoint", str(trained_run), "--out", str(out / "p"), "--projection"]) == 0
     assert np.load(out / "p" / "embeddings.npy").shape == (384, 128)
+
+
+def test_embed_parquet_and_index_and_neighbours(trained_run, tmp_path, capsys) -> None:
+    from clinfonce.data.synthetic import shapes_dataset
+
+    out = tmp_path / "emb"
+    assert main(["embed", "--checkpoint", str(trained_run), "--out", str(out / "npy")]) == 0
+    assert (
+        main(["embed", "--checkpoint", str(trained_run), "--out", str(out), "--format", "parquet", "--index"])
+        == 0
+    )
+    frame = pd.read_parquet(out / "embeddings.parquet")
+    vectors = np.stack(frame["embedding"].to_numpy())
+    np.testing.assert_array_equal(
+        vectors, np.load(out / "npy" / "embeddings.npy")
+    )  # one embedding, two formats
+    # the cluster column is the run's stage-1 cluster of each training image, empty for the others
+    clusters = pd.read_csv(trained_run / "clusters.csv")
+    by_row = dict(zip(clusters["row"], clusters["cluster"], strict=True))
+    expected = [by_row.get(row) for row in frame["row"]]
+    assert [None if pd.isna(c) else int(c) for c in frame["cluster"]] == expected
+    # a search equals a brute-force cosine ranking
+    from clinfonce.retrieval import open_index
+
+    index = open_index(out)
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    scores, positions = index.search(vectors[[5, 300]], 4)
+    for query, row in zip((5, 300), positions, strict=True):
+        np.testing.assert_array_equal(row, np.argsort(-(unit @ unit[query]), kind="stable")[:4])
+    assert scores[:, 0] == pytest.approx(1.0, abs=1e-5)
+    # neighbours of an image file: its own row comes first
+    data = shapes_dataset(n_train=256, n_test=128, seed=2)
+    query = tmp_path / "query.png"
+    Image.fromarray(data.loader(300).permute(1, 2, 0).numpy()).save(query)
+    capsys.readouterr()
+    picture = tmp_path / "nb.png"
+    assert (
+        main(["neighbours", "--index", str(out), "--image", str(query), "-k", "5", "--out", str(picture)])
+        == 0
+    )
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:4] == ["rank", "similarity", "row", "class_name"] and len(lines) == 1 + 5 + 1
+    rank, similarity, row, name = lines[1].split()[:4]
+    assert (rank, row, name) == ("1", "300", data.class_names[int(data.table["label"][300])])
+    assert float(similarity) == pytest.approx(1.0, abs=1e-4)  # the PNG is lossless: the same embedding
+    with Image.open(picture) as drawn:
+        assert drawn.format == "PNG"
+    assert main(["neighbours", "--index", str(tmp_path), "--image", str(query)]) == 2
+    assert "not an index folder" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -64,6 +64,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (InputError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as error:
         print(f"clinfonce {args.command}: error: {_one_line(error)}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 -- silence the interpreter's flush at exit
+        return 0
     except OSError as error:
         if error.errno not in _STORAGE_ERRORS:
             raise
@@ -76,9 +79,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"clinfonce {args.command}: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 -- silence the interpreter's flush at exit
-        return 0
 
 
 class _Parser(argparse.ArgumentParser):
@@ -103,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(commands)
     _add_eval(commands)
     _add_embed(commands)
+    _add_neighbours(commands)
     _add_compare(commands)
     _add_demo(commands)
     return parser
@@ -417,10 +418,13 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:
 def _add_embed(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
         "embed",
-        help="write the embeddings of a dataset as .npy plus an index CSV",
+        help="write the embeddings of a dataset (.npy or Parquet), optionally a faiss index to search",
         description="Embed every image of the run's dataset (or --dataset) with a trained encoder: "
-        "OUT/embeddings.npy (float32 [N, F], backbone features, or head outputs with --projection) and "
-        "OUT/index.csv (row, path when known, label, split), row i of one matching row i of the other.",
+        "OUT/embeddings.npy (float32 [N, F], backbone features, or head outputs with --projection) or "
+        "OUT/embeddings.parquet (the columns of index.csv plus an embedding column), and OUT/index.csv "
+        "(row, path when known, label, class_name, split, cluster: the run's cluster of a training image), "
+        "row i of one matching row i of the other. With --index, also OUT/faiss.index (cosine similarity) "
+        "and OUT/index.json, for `clinfonce neighbours --index OUT`.",
     )
     p.add_argument("--checkpoint", required=True, type=Path, help="run directory or checkpoint file")
     p.add_argument("--out", required=True, type=Path, help="output directory")
@@ -429,7 +433,51 @@ def _add_embed(commands: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--projection", action="store_true", help="projection-head outputs instead of backbone features"
     )
+    p.add_argument(
+        "--format", choices=("npy", "parquet"), default="npy", help="embeddings file (default npy)"
+    )
+    p.add_argument("--index", action="store_true", help="also write a faiss index (for clinfonce neighbours)")
     p.set_defaults(handler=_run_embed)
+
+
+def _add_neighbours(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "neighbours",
+        help="the nearest images of a query image in an index made by `clinfonce embed --index`",
+        description="Embed --image with the index's encoder and preprocessing, and print its k nearest "
+        "indexed images (cosine similarity, path, class, cluster); with --out, draw them.",
+    )
+    p.add_argument("--index", required=True, type=Path, help="a folder written by clinfonce embed --index")
+    p.add_argument("--image", required=True, type=Path, help="the query image file")
+    p.add_argument("-k", type=_positive_int, default=10, help="how many neighbours (default 10)")
+    p.add_argument("--out", type=Path, default=None, help="a PNG of the query and its neighbours")
+    p.set_defaults(handler=_run_neighbours)
+
+
+def _run_neighbours(args: argparse.Namespace) -> int:
+    from clinfonce.api import load_encoder
+    from clinfonce.retrieval import open_index
+
+    index = open_index(args.index)
+    checkpoint = Path(index.info["checkpoint"])
+    if not checkpoint.exists():
+        raise InputError(f"{args.index}: the encoder it was made with, {checkpoint}, is gone")
+    encoder = load_encoder(checkpoint)
+    query = encoder.embed([args.image], projection=bool(index.info.get("projection")))
+    scores, positions = index.search(query, args.k)
+    found = index.items.iloc[positions[0]].assign(similarity=scores[0].round(4)).reset_index(drop=True)
+    found.insert(0, "rank", range(1, len(found) + 1))
+    columns = [
+        c for c in ("rank", "similarity", "row", "path", "class_name", "cluster", "split") if c in found
+    ]
+    shown = found[columns].astype(object)
+    print(shown.where(shown.notna(), "").to_string(index=False))
+    if args.out is not None:
+        from clinfonce.retrieval import draw_neighbours
+
+        draw_neighbours(args.out, args.image, found, index.info)
+        print(f"wrote {args.out}")
+    return 0
 
 
 def _add_demo(commands: argparse._SubParsersAction) -> None:
@@ -611,33 +659,68 @@ def _run_embed(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from clinfonce._io import atomic_write_with
-    from clinfonce.data.augment import EvalTransform
-    from clinfonce.evaluation.pipeline import load_encoder
-    from clinfonce.features import extract_features
+    from clinfonce.api import load_encoder
+    from clinfonce.retrieval import ITEMS_FILE, write_index
     from clinfonce.run import RunDir
 
-    loaded = load_encoder(args.checkpoint)
+    if args.format == "parquet":
+        check_parquet()
+    encoder = load_encoder(args.checkpoint)
     dataset = _dataset_from_args(args)
+    run = RunDir.containing(encoder.source)
     if dataset is None:
-        run = RunDir.containing(loaded.source)
         if run is None:
             raise InputError(f"{args.checkpoint}: not inside a run directory; name the dataset (--dataset)")
         dataset = run.config().data.load()
     table = dataset.table
     rows = np.arange(len(table)) if args.split == "all" else dataset.rows(args.split)
-    transform = EvalTransform(loaded.crop_size, loaded.mean, loaded.std)
-    embeddings = extract_features(loaded.encoder, dataset, rows, transform, projection=args.projection)
-    index = pd.DataFrame({"row": rows})
+    embeddings = _embed_rows(encoder, dataset, rows, args.projection)
+    items = pd.DataFrame({"row": rows})
     if "path" in table.columns:
-        index["path"] = table["path"].to_numpy()[rows]
-    index["label"] = table["label"].to_numpy()[rows]
-    index["class_name"] = [dataset.class_names[i] if i >= 0 else "" for i in index["label"]]
-    index["split"] = table["split"].to_numpy()[rows]
+        items["path"] = table["path"].to_numpy()[rows]
+    items["label"] = table["label"].to_numpy()[rows]
+    items["class_name"] = [dataset.class_names[i] if i >= 0 else "" for i in items["label"]]
+    items["split"] = table["split"].to_numpy()[rows]
+    clusters = run.row_clusters(len(table))[rows] if run is not None else np.full(len(rows), -1)
+    items["cluster"] = pd.array(np.where(clusters >= 0, clusters, None), dtype="Int64")
     args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_with(args.out / "embeddings.npy", lambda tmp: np.save(tmp, embeddings))
-    atomic_write_with(args.out / "index.csv", lambda tmp: index.to_csv(tmp, index=False))
-    print(f"wrote {args.out / 'embeddings.npy'} {embeddings.shape} and {args.out / 'index.csv'}")
+    if args.format == "parquet":
+        frame = items.assign(embedding=list(embeddings))
+        atomic_write_with(args.out / "embeddings.parquet", lambda tmp: frame.to_parquet(tmp, index=False))
+        written = [args.out / "embeddings.parquet"]
+    else:
+        atomic_write_with(args.out / "embeddings.npy", lambda tmp: np.save(tmp, embeddings))
+        written = [args.out / "embeddings.npy"]
+    atomic_write_with(args.out / ITEMS_FILE, lambda tmp: items.to_csv(tmp, index=False))
+    written.append(args.out / ITEMS_FILE)
+    if args.index:
+        named, options = _dataset_args(args)
+        info = {
+            "checkpoint": str(encoder.source.absolute()),
+            "dataset": dataset.name,
+            "data_options": options if named is not None else run.config().data.options,
+            "split": args.split,
+            "projection": bool(args.projection),
+        }
+        write_index(args.out, embeddings, items, info)
+        written.append(args.out / "faiss.index")
+    print(f"wrote {', '.join(map(str, written))}: {embeddings.shape[0]} x {embeddings.shape[1]}")
     return 0
+
+
+def _embed_rows(encoder, dataset, rows: np.ndarray, projection: bool) -> np.ndarray:
+    """``float32 [len(rows), D]``: the encoder's embeddings of dataset rows, with its own preprocessing."""
+    from clinfonce.features import extract_features
+
+    return extract_features(encoder.network, dataset, rows, encoder.transform, projection=projection)
+
+
+def check_parquet() -> None:
+    """:class:`InputError` when pyarrow (Parquet) is not installed."""
+    try:
+        import pyarrow  # noqa: F401
+    except ModuleNotFoundError:
+        raise InputError("--format parquet needs pyarrow: pip install pyarrow") from None
 
 
 def _dataset_args(args: argparse.Namespace) -> tuple[str | None, dict]:

@@ -136,6 +136,9 @@ class EvalConfig:
     val_fraction: float = 0.1
     knn_k: list[int] = field(default_factory=lambda: [20, 200])
     batch_size: int = 256
+    #: during training, kNN accuracy on the validation split every this many epochs (logged to the CSV log
+    #: and TensorBoard as val/knn{k}_top1, k = the first of knn_k); None: off. Needs a validation split.
+    knn_every: int | None = None
 
 
 @dataclass
@@ -224,6 +227,7 @@ def resolve(config: Config) -> Config:
         (config.eval.batch_size >= 1, "eval.batch_size", ">= 1"),
         (config.eval.probe_epochs >= 1, "eval.probe_epochs", ">= 1"),
         (len(config.eval.knn_k) >= 1, "eval.knn_k", "a non-empty list"),
+        (config.eval.knn_every is None or config.eval.knn_every >= 1, "eval.knn_every", ">= 1 or null"),
     ]
     finite = [
         (f"{section}.{f.name}", getattr(getattr(config, section), f.name))
@@ -264,6 +268,17 @@ def _check_method_inputs(config: Config) -> None:
         )
     if config.method.joint_infonce and name != "clinfonce":
         raise InputError(f"config: method.joint_infonce is for method clinfonce, not {name}")
+
+
+def hyperparameters(config: Config) -> dict[str, Any]:
+    """The config as ``{"optim.lr": 0.03, ...}`` with scalar values (lists and the dataset's options as
+    text): what TensorBoard's hyper-parameter view can show."""
+    flat: dict[str, Any] = {}
+    for section, values in config.to_dict().items():
+        for key, value in values.items():
+            scalar = value is None or isinstance(value, (bool, int, float, str))
+            flat[f"{section}.{key}"] = value if scalar else str(value)
+    return flat
 
 
 def save_config(config: Config, path: str | Path) -> None:

@@ -26,6 +26,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -81,6 +82,7 @@ class RunDir:
     ENCODER = "encoder.pt"
     METRICS = "metrics.json"
     REPORT = "report.md"
+    REPORT_HTML = "report.html"
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -244,6 +246,21 @@ class RunDir:
     def clusters(self) -> ClusterAssignment | None:
         return ClusterAssignment.load(self.clusters_path) if self.clusters_path.is_file() else None
 
+    def row_clusters(self, n_rows: int) -> np.ndarray:
+        """``int64 [n_rows]``: the cluster each table row trained with (-1: none): the stage-1 clusters, or
+        for K-means during training the last clustering (kept in the final checkpoint)."""
+        ids = np.full(n_rows, -1, dtype=np.int64)
+        if self.clusters_path.is_file():
+            frame = pd.read_csv(self.clusters_path, usecols=["row", "cluster"])
+            rows = frame["row"].to_numpy()
+            inside = (rows >= 0) & (rows < n_rows)
+            ids[rows[inside]] = frame["cluster"].to_numpy()[inside]
+        elif self.last_checkpoint.is_file():
+            buffer = load_checkpoint(self.last_checkpoint, mmap=True).get("state_dict", {}).get("cluster_ids")
+            if buffer is not None and len(buffer) == n_rows:
+                ids[:] = buffer.numpy()
+        return ids
+
     def cluster_stats(self) -> ClusterStats | None:
         path = self.path / self.CLUSTER_STATS
         return ClusterStats(**json.loads(path.read_text())) if path.is_file() else None
@@ -287,12 +304,18 @@ class RunDir:
     def write_evaluation(
         self, metrics: Mapping[str, Any], report: str, out_dir: str | Path | None = None
     ) -> Path:
-        """``metrics.json`` and ``report.md`` into ``out_dir`` (default: the run); returns the report's path."""
+        """``metrics.json``, ``report.md`` and its self-contained twin ``report.html`` (images embedded) into
+        ``out_dir`` (default: the run); returns the markdown report's path."""
+        from clinfonce.evaluation.report import markdown_to_html
+
         out = Path(out_dir) if out_dir is not None else self.path
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / self.METRICS, dict(metrics))
         with atomic_open(out / self.REPORT, "w", encoding="utf-8") as handle:
             handle.write(report)
+        page = markdown_to_html(report, out, f"clinfonce: {self.path.name}")
+        with atomic_open(out / self.REPORT_HTML, "w", encoding="utf-8") as handle:
+            handle.write(page)
         return out / self.REPORT
 
     def metrics(self) -> dict[str, Any] | None:

@@ -91,6 +91,26 @@ def load_encoder(path: str | Path) -> LoadedEncoder:
     )
 
 
+@dataclass
+class Evaluation:
+    """What an evaluation measured (``metrics``, percent) and what it saw, for the run's figures.
+
+    Attributes:
+        metrics: ``linear_top1``, ``knn20_top1``, ..., ``probe``, ``n_train``, ``n_test``.
+        train_rows, test_rows: ``int64`` table rows of the labelled training and test images.
+        train_features, test_features: ``float32 [len(rows), F]`` backbone features.
+        test_labels, test_predicted: ``int64 [len(test_rows)]`` true classes and the probe's predictions.
+    """
+
+    metrics: dict[str, Any]
+    train_rows: np.ndarray
+    test_rows: np.ndarray
+    train_features: np.ndarray
+    test_features: np.ndarray
+    test_labels: np.ndarray
+    test_predicted: np.ndarray
+
+
 def evaluate_encoder(
     loaded: LoadedEncoder,
     dataset: ImageDataset,
@@ -98,7 +118,7 @@ def evaluate_encoder(
     *,
     seed: int = 0,
     device: str | torch.device = "cpu",
-) -> dict[str, Any]:
+) -> Evaluation:
     """Linear-probe and kNN accuracy (percent) of the encoder on the dataset's test split.
 
     The probe's weight decay and epoch are chosen on a ``settings.val_fraction`` split of the training rows
@@ -161,7 +181,16 @@ def evaluate_encoder(
     )
     metrics["probe"] = {"weight_decay": probe.weight_decay, "epoch": probe.epoch, "val_top1": probe.val_top1}
     metrics["n_train"], metrics["n_test"] = len(train_rows), len(test_rows)
-    return metrics
+    predicted = probe.predict_logits(features["test"]).argmax(dim=1).cpu().numpy()
+    return Evaluation(
+        metrics,
+        train_rows,
+        test_rows,
+        features["train"],
+        features["test"],
+        labels[test_rows],
+        predicted,
+    )
 
 
 def evaluate_checkpoint(
@@ -200,7 +229,7 @@ def evaluate_checkpoint(
                 f"evaluating on {dataset.name!r}, not the run's {config.data.name!r}; say where the report goes (--out)"
             )
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    metrics = evaluate_encoder(
+    evaluation = evaluate_encoder(
         loaded,
         dataset,
         config.eval if config is not None else None,
@@ -211,8 +240,15 @@ def evaluate_checkpoint(
         "dataset": dataset.name,
         "method": config.method.name if config is not None else None,
         "checkpoint": str(loaded.source),
-        **metrics,
+        **evaluation.metrics,
     }
+    out = Path(out_dir) if out_dir is not None else run.path
+    out.mkdir(parents=True, exist_ok=True)
+    clusters = run.clusters() if run is not None else None
+    row_clusters = run.row_clusters(len(dataset)) if run is not None else np.full(len(dataset), -1)
+    figures = draw_run_figures(
+        out, evaluation, dataset, run.training_curve() if run else None, row_clusters, clusters
+    )
     report = render_run_report(
         name=run.path.name if run is not None else loaded.source.name,
         metrics=metrics,
@@ -223,6 +259,60 @@ def evaluate_checkpoint(
         n_bad_steps=run.training().get("n_bad_steps", 0) if run is not None else 0,
         curve=run.training_curve() if run is not None else None,
         dataset_notes=dataset.aux.notes,
+        figures=figures,
     )
     (run or RunDir(out_dir)).write_evaluation(metrics, report, out_dir)
+    if run is not None and out_dir is None and config is not None:
+        _log_to_tensorboard(run, config, metrics)
     return metrics
+
+
+def _log_to_tensorboard(run: RunDir, config: Any, metrics: dict[str, Any]) -> None:
+    """The run's hyper-parameters with its evaluation (``eval/linear_top1``, ...) in TensorBoard's
+    HPARAMS view, beside the training curves."""
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    from clinfonce.config import hyperparameters
+
+    scores = {f"eval/{k}": float(v) for k, v in metrics.items() if k.endswith(("top1", "top5"))}
+    logger = TensorBoardLogger(run.path, name=RunDir.LOGS, version="", default_hp_metric=False)
+    logger.log_hyperparams(hyperparameters(config), scores)
+    logger.finalize("success")
+
+
+def draw_run_figures(
+    out: Path,
+    evaluation: Evaluation,
+    dataset: ImageDataset,
+    curve: Any,
+    row_clusters: np.ndarray,
+    clusters: Any,
+) -> dict[str, str]:
+    """Every figure of a run's report that applies, into ``out``: caption -> file name."""
+    from clinfonce.evaluation import figures
+
+    names = list(dataset.class_names)
+    drawn = {
+        "Training curve": figures.training_curve(out, curve),
+        "Accuracy per class": figures.per_class_accuracy(
+            out, evaluation.test_labels, evaluation.test_predicted, names
+        ),
+        "Confusion matrix": figures.confusion_matrix(
+            out, evaluation.test_labels, evaluation.test_predicted, names
+        ),
+        "Embedding map": figures.embedding_map(
+            out,
+            evaluation.test_features,
+            evaluation.test_labels,
+            evaluation.train_features,
+            row_clusters[evaluation.train_rows],
+        ),
+        "The largest clusters": figures.contact_sheet(
+            out,
+            dataset,
+            evaluation.train_rows,
+            row_clusters,
+            list(clusters.keys) if clusters is not None and clusters.keys is not None else None,
+        ),
+    }
+    return {caption: name for caption, name in drawn.items() if name is not None}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -22,6 +23,7 @@ def render_run_report(
     n_bad_steps: int = 0,
     curve: pd.DataFrame | None = None,
     dataset_notes: str = "",
+    figures: dict[str, str] | None = None,
 ) -> str:
     """The markdown text of ``report.md``.
 
@@ -35,6 +37,7 @@ def render_run_report(
         n_bad_steps: optimizer steps skipped because their loss or gradient was not finite.
         curve: ``epoch, train_loss`` per epoch.
         dataset_notes: what the dataset says about its auxiliary information.
+        figures: caption -> PNG file name beside the report, shown after the numbers.
     """
     lines = [f"# Run report: {name}", ""]
     if "checkpoint" in metrics:
@@ -84,4 +87,51 @@ def render_run_report(
     if probe:
         lines += ["", f"Linear probe: weight decay {probe['weight_decay']}, epoch {probe['epoch']} "
                   f"(validation top-1 {probe['val_top1']:.2f})."]  # fmt: skip
-    return "\n".join(lines) + "\n"
+    if figures:
+        lines += ["", "## Figures", ""]
+        for caption, name in figures.items():
+            lines += [f"### {caption}", "", f"![{caption}]({name})", ""]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def markdown_to_html(markdown_text: str, folder: Path, title: str) -> str:
+    """A self-contained HTML page of a report: the markdown rendered (tables included) and every image it
+    shows from ``folder`` embedded as a data URI, so the file can be mailed or opened anywhere."""
+    import base64
+    import html
+    import re
+
+    import markdown
+
+    body = markdown.markdown(markdown_text, extensions=["tables"])
+
+    def embed(match: re.Match) -> str:
+        path = folder / html.unescape(match.group(1))
+        if not path.is_file() or path.suffix.lower() != ".png":
+            return match.group(0)
+        data = base64.b64encode(path.read_bytes()).decode("ascii")
+        return f'src="data:image/png;base64,{data}"'
+
+    body = re.sub(r'src="([^"]+)"', embed, body)
+    return _HTML.format(title=html.escape(title), body=body)
+
+
+_HTML = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>{title}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; max-width: 62rem; margin: 2rem auto; padding: 0 1rem; color: #222; }}
+table {{ border-collapse: collapse; margin: 0.5rem 0; }}
+th, td {{ border: 1px solid #ccc; padding: 0.25rem 0.6rem; }}
+td {{ text-align: right; }} td:first-child {{ text-align: left; }}
+img {{ max-width: 100%; border: 1px solid #eee; }}
+code {{ background: #f4f4f4; padding: 0 0.2rem; }}
+</style>
+</head>
+<body>
+{body}
+</body>
+</html>
+"""

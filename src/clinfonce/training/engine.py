@@ -34,6 +34,7 @@ from clinfonce.training.csv_log import ResumableCSVLogger
 from clinfonce.training.environment import environment
 from clinfonce.training.guards import NonFiniteGuard
 from clinfonce.training.module import ContrastiveModule
+from clinfonce.training.monitor import knn_monitor
 from clinfonce.training.recluster import Recluster
 from clinfonce.typed import to_mapping
 
@@ -113,7 +114,9 @@ def train(
         guard = NonFiniteGuard(run, config.train.max_bad_steps, config.train.precision != "16-mixed")
         if method.needs_stage1 and config.clusters.reclusters:
             callbacks = [Recluster(config.clusters, dataset, rows, run, config.eval.batch_size), *callbacks]
-        trainer = build_trainer(config, run, [guard, *callbacks], resume.step if resume else None)
+        monitor = knn_monitor(dataset, config.eval.knn_every, config.eval.knn_k[0], config.eval.batch_size)
+        extra = [guard, *callbacks, *([monitor] if monitor is not None else [])]
+        trainer = build_trainer(config, run, extra, resume.step if resume else None)
         loader = train_loader(
             dataset, rows, config.optim.batch_size, config.train.seed, config.data.num_workers
         )

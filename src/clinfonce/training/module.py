@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from clinfonce.config import Config, OptimConfig
+from clinfonce.config import Config, OptimConfig, hyperparameters
 from clinfonce.data.augment import ContrastiveAugment
 from clinfonce.models import Encoder
 from clinfonce.training.objectives import build_objective
@@ -63,6 +63,8 @@ class ContrastiveModule(L.LightningModule):
         keep_projections: bool = False,
     ) -> None:
         super().__init__()
+        # the resolved config, flat, as the run's hyper-parameters (hparams.yaml and TensorBoard's HPARAMS)
+        self.save_hyperparameters(hyperparameters(config))
         self.config = config
         model = config.model
         self.encoder = Encoder(model.backbone, model.small_images, model.head_dim, model.width)
