@@ -59,7 +59,11 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
+    #: small | resnet18 | resnet50 | timm/<model> | torchvision/<model> (nothing is downloaded)
     backbone: str = "small"
+    #: a local weights file to start the backbone from (a state dict or a timm/torchvision checkpoint,
+    #: .pt/.pth/.bin or .safetensors); the whole network is then trained (fine-tuned). None: random init
+    weights: str | None = None
     #: 3x3 stride-1 stem without max-pool for ResNets on small (e.g. 32-px) images
     small_images: bool = True
     head_dim: int = 128
@@ -67,6 +71,45 @@ class ModelConfig:
     width: int = 32
     #: channels-last memory layout: faster convolutions on CPUs and with mixed precision on GPUs
     channels_last: bool = True
+
+
+@dataclass
+class AugmentConfig:
+    """The training views' random augmentation (evaluation uses none: resize and normalise only). On
+    grayscale data saturation, hue and grayscale do nothing, so only brightness and contrast jitter."""
+
+    #: area fraction of the random crop, [min, max]
+    crop_scale: list[float] = field(default_factory=lambda: [0.4, 1.0])
+    #: aspect ratio (width / height) of the random crop, [min, max]
+    crop_ratio: list[float] = field(default_factory=lambda: [3 / 4, 4 / 3])
+    flip_p: float = 0.5
+    #: colour-jitter strengths [brightness, contrast, saturation, hue] (hue <= 0.5)
+    jitter: list[float] = field(default_factory=lambda: [0.4, 0.4, 0.4, 0.1])
+    jitter_p: float = 0.8
+    gray_p: float = 0.2
+    #: probability of a Gaussian blur (0: off)
+    blur_p: float = 0.0
+    #: blur standard deviation in pixels, [min, max]
+    blur_sigma: list[float] = field(default_factory=lambda: [0.1, 2.0])
+
+    def build(self, image_size: int, mean, std, n_views: int):
+        """The batched augmentation these settings describe (:class:`~clinfonce.data.augment.ContrastiveAugment`)."""
+        from clinfonce.data.augment import ContrastiveAugment
+
+        return ContrastiveAugment(
+            image_size,
+            mean,
+            std,
+            n_views=n_views,
+            crop_scale=tuple(self.crop_scale),
+            crop_ratio=tuple(self.crop_ratio),
+            flip_p=self.flip_p,
+            jitter=tuple(self.jitter),
+            jitter_p=self.jitter_p,
+            gray_p=self.gray_p,
+            blur_p=self.blur_p,
+            blur_sigma=tuple(self.blur_sigma),
+        )
 
 
 @dataclass
@@ -146,6 +189,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     clusters: ClusterSpec = field(default_factory=ClusterSpec)
     model: ModelConfig = field(default_factory=ModelConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     method: MethodConfig = field(default_factory=MethodConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -228,10 +272,11 @@ def resolve(config: Config) -> Config:
         (config.eval.probe_epochs >= 1, "eval.probe_epochs", ">= 1"),
         (len(config.eval.knn_k) >= 1, "eval.knn_k", "a non-empty list"),
         (config.eval.knn_every is None or config.eval.knn_every >= 1, "eval.knn_every", ">= 1 or null"),
+        *_augment_checks(config.augment),
     ]
     finite = [
         (f"{section}.{f.name}", getattr(getattr(config, section), f.name))
-        for section in ("method", "optim", "eval")
+        for section in ("method", "optim", "eval", "augment")
         for f in dataclasses.fields(getattr(config, section))
     ]
     checks += [(math.isfinite(v), k, "a finite number") for k, v in finite if isinstance(v, float)]
@@ -248,6 +293,33 @@ def resolve(config: Config) -> Config:
     options = dataset_options(config.data.name, config.data.options)
     data = dataclasses.replace(config.data, options=to_mapping(options))
     return dataclasses.replace(config, data=data)
+
+
+def _augment_checks(augment: AugmentConfig) -> list[tuple[bool, str, str]]:
+    """Range checks of the ``augment`` section (see :func:`resolve`)."""
+
+    def interval(values: list[float]) -> bool:
+        return len(values) == 2 and all(math.isfinite(v) for v in values) and 0 < values[0] <= values[1]
+
+    probabilities = [
+        (0 <= getattr(augment, name) <= 1, f"augment.{name}", "in [0, 1]")
+        for name in ("flip_p", "jitter_p", "gray_p", "blur_p")
+    ]
+    return [
+        *probabilities,
+        (
+            interval(augment.crop_scale) and augment.crop_scale[1] <= 1,
+            "augment.crop_scale",
+            "[min, max] with 0 < min <= max <= 1",
+        ),
+        (interval(augment.crop_ratio), "augment.crop_ratio", "[min, max] with 0 < min <= max"),
+        (
+            len(augment.jitter) == 4 and min(augment.jitter) >= 0 and augment.jitter[3] <= 0.5,
+            "augment.jitter",
+            "4 strengths [brightness, contrast, saturation, hue] >= 0 with hue <= 0.5",
+        ),
+        (interval(augment.blur_sigma), "augment.blur_sigma", "[min, max] with 0 < min <= max"),
+    ]
 
 
 def _check_method_inputs(config: Config) -> None:

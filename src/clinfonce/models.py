@@ -1,11 +1,16 @@
-"""Backbones (torchvision ResNets, a small CPU-friendly CNN) and projection heads. Weights are never
-downloaded: every network starts from random initialisation."""
+"""Backbones and projection heads. A backbone is the small CPU-friendly CNN, a ResNet with an optional
+small-image stem (``resnet18``, ``resnet50``), any timm model (``timm/<name>``) or any torchvision
+classification model (``torchvision/<name>``); models with a fixed input size (ViTs) need
+``data.crop_size`` to match it. Weights are never downloaded: a network starts from random initialisation,
+or from a local weights file (:func:`load_backbone_weights`)."""
 
 from __future__ import annotations
 
 import itertools
+import os
+from pathlib import Path
 
-import torchvision
+import torch
 from torch import Tensor, nn
 
 from clinfonce.errors import InputError
@@ -16,20 +21,31 @@ ENCODER_FORMAT = "clinfonce-encoder-v2"
 
 
 def build_backbone(name: str, small_images: bool = False, width: int = 32) -> tuple[nn.Module, int]:
-    """A feature extractor ``[B, 3, H, W] -> [B, F]`` and its feature size F.
+    """A feature extractor ``[B, 3, H, W] -> [B, F]`` and its feature size F, randomly initialised.
 
     Args:
         name: ``"small"`` (a 4-block CNN with ``8 * width`` features, for CPU runs and tests),
-            ``"resnet18"`` (512) or ``"resnet50"`` (2048).
-        small_images: for ResNets, replace the ImageNet stem (7x7 stride-2 conv + max-pool) with a 3x3
-            stride-1 conv and no max-pool, the usual choice for 32-px images.
-        width: channels of the first block of the small CNN (ignored by ResNets).
+            ``"resnet18"`` (512) or ``"resnet50"`` (2048), ``"timm/<model>"`` (any timm model, its
+            classifier removed) or ``"torchvision/<model>"`` (any torchvision classification model, its last
+            linear layer removed).
+        small_images: for ``resnet18`` / ``resnet50``, replace the ImageNet stem (7x7 stride-2 conv +
+            max-pool) with a 3x3 stride-1 conv and no max-pool, the usual choice for 32-px images (models
+            taken by name keep their own stem).
+        width: channels of the first block of the small CNN (ignored by the others).
     """
     if name == "small":
         net = SmallCNN(width)
         return net, net.feature_dim
+    if name.startswith("timm/"):
+        return _timm_backbone(name[len("timm/") :])
+    if name.startswith("torchvision/"):
+        return _torchvision_backbone(name[len("torchvision/") :])
     if name not in BACKBONES:
-        raise InputError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
+        raise InputError(
+            f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}, timm/<model> or torchvision/<model>"
+        )
+    import torchvision
+
     net = getattr(torchvision.models, name)(weights=None)
     feature_dim = net.fc.in_features
     net.fc = nn.Identity()
@@ -37,6 +53,80 @@ def build_backbone(name: str, small_images: bool = False, width: int = 32) -> tu
         net.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
         net.maxpool = nn.Identity()
     return net, feature_dim
+
+
+def _timm_backbone(model: str) -> tuple[nn.Module, int]:
+    try:
+        import timm
+    except ModuleNotFoundError:
+        raise InputError(f"backbone timm/{model} needs timm: pip install timm") from None
+    if not timm.is_model(model):
+        raise InputError(f"timm has no model {model!r} (timm.list_models() lists them)")
+    net = timm.create_model(model, pretrained=False, num_classes=0)  # pooled features, no classifier
+    return net, int(net.num_features)
+
+
+def _torchvision_backbone(model: str) -> tuple[nn.Module, int]:
+    import torchvision
+
+    if model not in torchvision.models.list_models(module=torchvision.models):
+        raise InputError(
+            f"torchvision has no classification model {model!r} (torchvision.models.list_models())"
+        )
+    net = torchvision.models.get_model(model, weights=None)
+    last = [(name, module) for name, module in net.named_modules() if isinstance(module, nn.Linear)]
+    if not last:
+        raise InputError(f"torchvision/{model}: no final linear layer to remove")
+    name, linear = last[-1]
+    parent = net.get_submodule(name.rsplit(".", 1)[0]) if "." in name else net
+    setattr(parent, name.rsplit(".", 1)[-1], nn.Identity())
+    return net, int(linear.in_features)
+
+
+def load_backbone_weights(backbone: nn.Module, path: str | os.PathLike) -> list[str]:
+    """Load a local weights file into a backbone (for fine-tuning from it); returns the file's keys that
+    were left out (a classifier the backbone does not have).
+
+    The file is a state dict, or a checkpoint holding one under ``state_dict`` or ``model`` (timm and
+    torchvision training scripts), saved with ``torch.save`` (read with ``weights_only=True``) or as
+    ``.safetensors``. A ``module.`` prefix (DataParallel / DDP) is removed.
+
+    Raises:
+        InputError: the file is missing or unreadable, or it lacks weights of the backbone, or a weight has
+            another shape; the message names the file and the first such key.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"model.weights: no such file {path}")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # any reader failure means the file is not usable weights
+        raise InputError(f"{path}: cannot read weights ({' '.join(str(error).split())[:200]})") from None
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise InputError(f"{path}: not a state dict (a mapping of parameter names to tensors)")
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    own = backbone.state_dict()
+    missing = [k for k in own if k not in state]
+    if missing:
+        raise InputError(
+            f"{path}: lacks {len(missing)} weight(s) of the backbone, e.g. {missing[0]!r}: weights of another model?"
+        )
+    wrong = [k for k in own if tuple(state[k].shape) != tuple(own[k].shape)]
+    if wrong:
+        raise InputError(
+            f"{path}: weight {wrong[0]!r} has shape {tuple(state[wrong[0]].shape)}, the backbone's is "
+            f"{tuple(own[wrong[0]].shape)}"
+        )
+    backbone.load_state_dict({k: state[k] for k in own})
+    return sorted(k for k in state if k not in own)
 
 
 class SmallCNN(nn.Module):

@@ -206,6 +206,27 @@ def adjust_hue(images: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
 # ----------------------------------------------------------------------------------------------------------
 
 
+def gaussian_blur(images: torch.Tensor, sigma: torch.Tensor, kernel_size: int) -> torch.Tensor:
+    """Blur every image with its own Gaussian (separable, reflect padding), as torchvision's
+    ``gaussian_blur`` does for one sigma.
+
+    Args:
+        images: float ``[N, C, H, W]``.
+        sigma: float ``[N]`` standard deviations in pixels (> 0).
+        kernel_size: odd kernel side, the same for all images.
+    """
+    n, c, h, w = images.shape
+    half = (kernel_size - 1) / 2
+    offsets = torch.linspace(-half, half, kernel_size, device=images.device, dtype=images.dtype)
+    kernel = torch.exp(-0.5 * (offsets[None, :] / sigma[:, None].to(images.dtype)) ** 2)  # [N, K]
+    kernel = (kernel / kernel.sum(dim=1, keepdim=True)).repeat_interleave(c, dim=0)  # [N * C, K]
+    pad = kernel_size // 2
+    x = F.pad(images.reshape(1, n * c, h, w), (pad, pad, pad, pad), mode="reflect")
+    x = F.conv2d(x, kernel[:, None, None, :], groups=n * c)  # along the width
+    x = F.conv2d(x, kernel[:, None, :, None], groups=n * c)  # along the height
+    return x.reshape(n, c, h, w)
+
+
 def sample_crop_boxes(
     shape: Sequence[int],
     height: int,
@@ -368,6 +389,8 @@ class AugmentParams:
         saturation: float32 ``[B, V]`` saturation factors (used where ``jitter``).
         hue: float32 ``[B, V]`` hue shifts, fractions of the colour wheel (used where ``jitter``).
         gray: bool ``[B, V]``: converted to grayscale.
+        blur: bool ``[B, V]``: blurred (all False when blurring is off).
+        sigma: float32 ``[B, V]`` blur standard deviations in pixels (used where ``blur``).
     """
 
     boxes: torch.Tensor
@@ -378,6 +401,8 @@ class AugmentParams:
     saturation: torch.Tensor
     hue: torch.Tensor
     gray: torch.Tensor
+    blur: torch.Tensor
+    sigma: torch.Tensor
 
     def select(self, rows: slice | torch.Tensor) -> AugmentParams:
         """The parameters of some images (indexing the first dimension of every field)."""
@@ -394,7 +419,10 @@ class ContrastiveAugment(_Transform):
     Per image and view: random resized crop to ``image_size`` (see :func:`sample_crop_boxes` and
     :func:`crop_resize`), horizontal flip with probability ``flip_p``, colour jitter with probability
     ``jitter_p`` (brightness, contrast, saturation, hue, in this fixed order, each with its own random
-    factor), grayscale with probability ``gray_p``, then ``(x - mean) / std``.
+    factor), grayscale with probability ``gray_p``, Gaussian blur with probability ``blur_p`` (sigma
+    uniform in ``blur_sigma``, in pixels of the output), then ``(x - mean) / std``. Saturation, hue and
+    grayscale leave 1-channel (grayscale) images unchanged, so on grayscale data only brightness and
+    contrast jitter.
 
     Args:
         image_size: side of the square output views in pixels.
@@ -408,6 +436,9 @@ class ContrastiveAugment(_Transform):
             in ``[max(0, 1 - j), 1 + j]``, the hue shift uniform in ``[-h, h]`` with ``h <= 0.5``.
         jitter_p: probability of applying colour jitter.
         gray_p: probability of converting to grayscale (kept as 3 channels).
+        blur_p: probability of a Gaussian blur (0: off; its random draws are then not made at all, so the
+            other choices stay those of a run without the option).
+        blur_sigma: ``(min, max)`` blur standard deviation in pixels.
     """
 
     #: On the CPU the batch is processed a few images at a time, sized so the temporaries of one step take
@@ -428,6 +459,8 @@ class ContrastiveAugment(_Transform):
         jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.1),
         jitter_p: float = 0.8,
         gray_p: float = 0.2,
+        blur_p: float = 0.0,
+        blur_sigma: tuple[float, float] = (0.1, 2.0),
     ) -> None:
         super().__init__(image_size, mean, std)
         if n_views < 1:
@@ -436,7 +469,9 @@ class ContrastiveAugment(_Transform):
             raise ValueError(f"crop_scale must satisfy 0 < min <= max, got {crop_scale}")
         if not 0 < crop_ratio[0] <= crop_ratio[1]:
             raise ValueError(f"crop_ratio must satisfy 0 < min <= max, got {crop_ratio}")
-        for name, p in (("flip_p", flip_p), ("jitter_p", jitter_p), ("gray_p", gray_p)):
+        if not 0 < blur_sigma[0] <= blur_sigma[1]:
+            raise ValueError(f"blur_sigma must satisfy 0 < min <= max, got {blur_sigma}")
+        for name, p in (("flip_p", flip_p), ("jitter_p", jitter_p), ("gray_p", gray_p), ("blur_p", blur_p)):
             if not 0.0 <= p <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {p}")
         if len(jitter) != 4 or min(jitter) < 0 or jitter[3] > 0.5:
@@ -448,6 +483,8 @@ class ContrastiveAugment(_Transform):
         self.jitter = tuple(float(j) for j in jitter)
         self.jitter_p = float(jitter_p)
         self.gray_p = float(gray_p)
+        self.blur_p = float(blur_p)
+        self.blur_sigma = (float(blur_sigma[0]), float(blur_sigma[1]))
 
     def sample(
         self,
@@ -487,7 +524,20 @@ class ContrastiveAugment(_Transform):
             saturation=factor(s, u[..., 4]),
             hue=h * (2.0 * u[..., 5] - 1.0),
             gray=u[..., 6] < self.gray_p,
+            **self._sample_blur(shape, device, generator),
         )
+
+    def _sample_blur(
+        self, shape: tuple[int, int], device: torch.device | str | None, generator: torch.Generator | None
+    ) -> dict[str, torch.Tensor]:
+        if self.blur_p == 0:  # no draw: the random stream of the other choices stays as without blur
+            return {
+                "blur": torch.zeros(shape, dtype=torch.bool, device=device),
+                "sigma": torch.ones(shape, device=device),
+            }
+        u = torch.rand((*shape, 2), generator=generator, device=device)
+        low, high = self.blur_sigma
+        return {"blur": u[..., 0] < self.blur_p, "sigma": low + (high - low) * u[..., 1]}
 
     def apply(self, images: torch.Tensor, params: AugmentParams) -> torch.Tensor:
         """Augment with given random choices (what :meth:`forward` does after :meth:`sample`).
@@ -538,6 +588,10 @@ class ContrastiveAugment(_Transform):
             x = torch.lerp(x, jittered, params.jitter.reshape(n, 1, 1, 1).to(x.dtype))
         if self.gray_p > 0 and channels == 3:
             x = torch.lerp(x, rgb_to_grayscale(x).expand_as(x), params.gray.reshape(n, 1, 1, 1).to(x.dtype))
+        if self.blur_p > 0:
+            kernel = 2 * min(math.ceil(3 * self.blur_sigma[1]), (size - 1) // 2) + 1
+            blurred = gaussian_blur(x, params.sigma.reshape(n), kernel)
+            x = torch.lerp(x, blurred, params.blur.reshape(n, 1, 1, 1).to(x.dtype))
         dest = out.view(n, 3, size, size)
         torch.sub(x, self.mean.to(x.device), out=dest).div_(self.std.to(x.device))
 

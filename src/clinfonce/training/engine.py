@@ -22,7 +22,7 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from clinfonce._io import atomic_write_with, load_checkpoint
 from clinfonce.clusters import ClusterAssignment, attribute_targets, build_for_dataset, cluster_stats
-from clinfonce.config import Config
+from clinfonce.config import Config, hyperparameters
 from clinfonce.data.dataset import ImageDataset
 from clinfonce.data.loaders import train_loader
 from clinfonce.errors import InputError, RunStopped
@@ -117,6 +117,8 @@ def train(
         monitor = knn_monitor(dataset, config.eval.knn_every, config.eval.knn_k[0], config.eval.batch_size)
         extra = [guard, *callbacks, *([monitor] if monitor is not None else [])]
         trainer = build_trainer(config, run, extra, resume.step if resume else None)
+        for logger in trainer.loggers:  # the resolved config, flat: hparams.yaml and TensorBoard's HPARAMS
+            logger.log_hyperparams(hyperparameters(config))
         loader = train_loader(
             dataset, rows, config.optim.batch_size, config.train.seed, config.data.num_workers
         )

@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from clinfonce.config import Config, OptimConfig, hyperparameters
+from clinfonce.config import Config, OptimConfig
 from clinfonce.data.augment import ContrastiveAugment
-from clinfonce.models import Encoder
+from clinfonce.models import Encoder, load_backbone_weights
 from clinfonce.training.objectives import build_objective
 from clinfonce.typed import to_mapping
 
@@ -63,12 +63,18 @@ class ContrastiveModule(L.LightningModule):
         keep_projections: bool = False,
     ) -> None:
         super().__init__()
-        # the resolved config, flat, as the run's hyper-parameters (hparams.yaml and TensorBoard's HPARAMS)
-        self.save_hyperparameters(hyperparameters(config))
         self.config = config
         model = config.model
         self.encoder = Encoder(model.backbone, model.small_images, model.head_dim, model.width)
-        self.augment = ContrastiveAugment(crop_size, mean, std, n_views=config.method.n_views)
+        if model.weights is not None:
+            left_out = load_backbone_weights(self.encoder.backbone, model.weights)
+            log.info(
+                "backbone weights from %s (%d key(s) of the file not used: %s)",
+                model.weights,
+                len(left_out),
+                ", ".join(left_out[:4]),
+            )
+        self.augment: ContrastiveAugment = config.augment.build(crop_size, mean, std, config.method.n_views)
         self.image_input = dict(image_input or {})
         self.objective = build_objective(config, self.encoder, n_classes, n_clusters, attribute_targets)
         if config.model.channels_last:
