@@ -64,7 +64,7 @@ def per_class_accuracy(
     if len(order) > MAX_NAMED_CLASSES:
         half = MAX_NAMED_CLASSES // 2
         order = np.concatenate([order[:half], order[-half:]])
-        title += f": the {half} lowest and {half} highest of {len(classes)}"
+        title += f"\nthe {half} lowest and the {half} highest of {len(classes)} classes"
     figure, axes = _pyplot().subplots(figsize=(6.5, 0.26 * len(order) + 1.2))
     axes.barh(range(len(order)), accuracy[order], color="#2b7bba")
     axes.set_yticks(
@@ -119,11 +119,14 @@ def embedding_map(
     train_pick = clustered[_sample(len(clustered), rng)] if len(clustered) else clustered
     points = np.concatenate([test_features[test_pick], train_features[train_pick]]).astype(np.float64)
     coords, how = _two_d(points, seed)
-    panels = [("test images by label", coords[: len(test_pick)], test_labels[test_pick])]
+    n_labels = len(np.unique(test_labels[test_pick]))
+    panels = [
+        (f"test images by label ({n_labels} classes)", coords[: len(test_pick)], test_labels[test_pick])
+    ]
     if len(train_pick):
-        panels.append(
-            ("training images by training cluster", coords[len(test_pick) :], train_clusters[train_pick])
-        )
+        n_clusters = len(np.unique(train_clusters[train_pick]))
+        title = f"training images by training cluster ({n_clusters} clusters)"
+        panels.append((title, coords[len(test_pick) :], train_clusters[train_pick]))
     figure, axes = _pyplot().subplots(1, len(panels), figsize=(5.2 * len(panels), 4.6), squeeze=False)
     for ax, (title, xy, colour) in zip(axes[0], panels, strict=True):
         _, codes = np.unique(colour, return_inverse=True)
@@ -166,12 +169,10 @@ def contact_sheet(
             mosaic[top : top + height, left : left + width] = pixels  # 1 channel broadcasts to 3
         name = keys[cluster] if keys is not None and cluster < len(keys) else f"cluster {cluster}"
         labels.append("\n".join(textwrap.wrap(f"{name} ({len(members)} images)", 34)[:3]))
-    scale = max(0.9, 64 / height)  # small images drawn larger
-    figure, axes = _pyplot().subplots(
-        figsize=(3.2 + per_line * width * scale / 50, 0.6 + len(largest) * height * scale / 50)
-    )
+    inches = 7.0 / (per_line * (width + pad))  # the images take 7 inches across, whatever their size
+    figure, axes = _pyplot().subplots(figsize=(3.2 + 7.0, 0.7 + len(largest) * (height + pad) * inches))
     axes.imshow(mosaic, interpolation="nearest")
-    axes.set_yticks([line * (height + pad) + height / 2 for line in range(len(largest))], labels, fontsize=7)
+    axes.set_yticks([line * (height + pad) + height / 2 for line in range(len(largest))], labels, fontsize=8)
     axes.set_xticks([])
     for side in ("top", "right", "bottom", "left"):
         axes.spines[side].set_visible(False)
