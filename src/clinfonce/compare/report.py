@@ -63,7 +63,7 @@ def write_plots(out: Path, table: pd.DataFrame, sweep_key: str | None) -> list[s
         return []
     written = ["accuracy.png"]
     labels = [_label(m, s) for m, s in zip(summary["method"], summary["setting"], strict=True)]
-    figure, axes = plt.subplots(figsize=(max(5.0, 0.8 * len(summary) + 2), 4.2))
+    figure, axes = plt.subplots(figsize=(max(7.0, 0.8 * len(summary) + 2), 4.2))
     positions = range(len(summary))
     axes.bar(
         positions,
