@@ -28,7 +28,7 @@ def _pyplot():
 
 
 def _save(figure, path: Path) -> str:
-    atomic_write_with(path, lambda tmp: figure.savefig(tmp, dpi=100, format="png"))
+    atomic_write_with(path, lambda tmp: figure.savefig(tmp, dpi=100, format="png", bbox_inches="tight"))
     _pyplot().close(figure)
     return path.name
 
