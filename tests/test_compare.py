@@ -97,6 +97,7 @@ def test_results_report_and_plots(compared) -> None:
         run = RunDir(out / row["run"])
         metrics = run.metrics()
         assert row["top1"] == pytest.approx(metrics["linear_top1"], abs=0.005)
+        assert row["train_seconds"] == run.training()["train_seconds"] > 0
         stats = run.cluster_stats()
         if row["method"] == "clinfonce":
             assert row["I_Z_T"] == pytest.approx(stats.I_Z_T, abs=1e-4)
@@ -126,6 +127,7 @@ def test_finished_runs_are_reused(compared) -> None:
     assert again.loc[again["status"] == "ok", "reused"].all()
     assert encoder.stat().st_mtime_ns == before
     pd.testing.assert_series_equal(again["top1"], table["top1"])
+    pd.testing.assert_series_equal(again["train_seconds"], table["train_seconds"])  # the runs' own record
     assert (again.loc[again["status"] == "failed", "reused"] == False).all()  # noqa: E712 -- retried
 
 
@@ -151,10 +153,12 @@ def test_an_interrupted_run_is_resumed_not_restarted(tmp_path) -> None:
     folder = RunDir(run.config.train.out)
     assert len(folder.training()["epoch_loss"]) == 1 and folder.metrics() is None
     first_loss = folder.training()["epoch_loss"]["0"]
+    first_seconds = folder.training()["train_seconds"]
     (row,) = run_compare(spec, say=lambda line: None).to_dict("records")
     assert row["status"] == "ok" and not row["reused"]
     losses = folder.training()["epoch_loss"]
     assert list(losses) == ["0", "1"] and losses["0"] == first_loss  # epoch 0 kept, epoch 1 added
+    assert row["train_seconds"] == folder.training()["train_seconds"] > first_seconds  # time of both parts
     assert folder.metrics() is not None
 
 

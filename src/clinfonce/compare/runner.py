@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import time
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -159,7 +158,6 @@ def _run_one(run: PlannedRun, out: Path, dataset: ImageDataset, overwrite: bool)
         "run": folder.path.relative_to(out.absolute()).as_posix(),
         "reused": False,
     }
-    started = time.perf_counter()
     try:
         metrics = None if overwrite else folder.metrics()
         if metrics is not None:
@@ -186,7 +184,8 @@ def _run_one(run: PlannedRun, out: Path, dataset: ImageDataset, overwrite: bool)
         log.warning(
             "run %s failed: %s (traceback in %s)", run.name, row["error"], failures / f"{run.name}.txt"
         )
-    row["train_seconds"] = None if row["reused"] else round(time.perf_counter() - started, 1)
+    # the run's own record (kept over resumes and re-uses); runs of clinfonce < 0.3 have none
+    row["train_seconds"] = folder.training().get("train_seconds") if row.get("status") == "ok" else None
     return row
 
 

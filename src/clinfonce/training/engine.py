@@ -152,6 +152,7 @@ def train(
                     "epoch_loss": {str(e): v for e, v in sorted(module.epoch_losses.items())},
                     "bad_steps": guard.bad_steps,
                     "n_bad_steps": len(guard.bad_steps),
+                    "train_seconds": round(module.train_seconds(), 1),
                 }
             )
             save_encoder(module, dataset, run.encoder_path)

@@ -94,6 +94,8 @@ class ContrastiveModule(L.LightningModule):
         #: log one line per finished epoch (loss, seconds): for logs and pipes, where a bar writes frames
         self.announce_epochs = False
         self._epoch_started = time.perf_counter()
+        # training wall time of the checkpoints this run resumed from, and when this process started
+        self._seconds_before, self._started = 0.0, time.perf_counter()
 
     def setup(self, stage: str) -> None:
         # Contrast against the whole global batch when several processes train together.
@@ -103,6 +105,12 @@ class ContrastiveModule(L.LightningModule):
 
     def on_train_start(self) -> None:
         self.generator = torch.Generator(device=self.device)
+        self._started = time.perf_counter()
+
+    def train_seconds(self) -> float:
+        """Wall-clock seconds of training so far, over every process that trained this run (a resumed run
+        adds the time recorded in its checkpoint; time lost after the last checkpoint is not counted)."""
+        return self._seconds_before + time.perf_counter() - self._started
 
     def training_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> Tensor:
         images, labels, rows = batch
@@ -184,10 +192,12 @@ class ContrastiveModule(L.LightningModule):
             "epoch": self._loss_epoch,
             "sum": 0.0 if self._loss_sum is None else float(self._loss_sum),
             "steps": self._loss_steps,
+            "train_seconds": self.train_seconds(),
         }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         state = checkpoint.get("clinfonce_loss", {})
+        self._seconds_before = float(state.get("train_seconds", 0.0))
         self.epoch_losses = {int(k): float(v) for k, v in state.get("epochs", {}).items()}
         self._loss_epoch, self._loss_steps = int(state.get("epoch", 0)), int(state.get("steps", 0))
         self._loss_sum = torch.tensor(float(state.get("sum", 0.0))) if self._loss_steps else None
