@@ -6,32 +6,33 @@ on first use (``clinfonce.clusters.spec`` alone needs no numerical library).
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-#: public name -> the module of this package that defines it
+from clinfonce._lazy import lazy_exports
+
+#: public name -> the module that defines it
 _EXPORTS = {
-    "ClusterAssignment": "assignment",
-    "AttributeRanking": "attributes",
-    "BinaryAttributes": "attributes",
-    "attribute_clusters": "attributes",
-    "binarize": "attributes",
-    "rank_attributes": "attributes",
-    "attribute_targets": "builder",
-    "build": "builder",
-    "build_for_dataset": "builder",
-    "clusters_from_file": "builder",
-    "read_parents": "builder",
-    "hierarchy_clusters": "hierarchy",
-    "root_paths": "hierarchy",
-    "KMeansResult": "kmeans",
-    "fit_kmeans": "kmeans",
-    "kmeans_clusters": "kmeans",
-    "ClusterSpec": "spec",
-    "ClusterStats": "stats",
-    "cluster_stats": "stats",
-    "clustering_warnings": "stats",
-    "WordNet": "wordnet",
+    "ClusterAssignment": "clinfonce.clusters.assignment",
+    "AttributeRanking": "clinfonce.clusters.attributes",
+    "BinaryAttributes": "clinfonce.clusters.attributes",
+    "attribute_clusters": "clinfonce.clusters.attributes",
+    "binarize": "clinfonce.clusters.attributes",
+    "rank_attributes": "clinfonce.clusters.attributes",
+    "attribute_targets": "clinfonce.clusters.builder",
+    "build": "clinfonce.clusters.builder",
+    "build_for_dataset": "clinfonce.clusters.builder",
+    "clusters_from_file": "clinfonce.clusters.builder",
+    "read_parents": "clinfonce.clusters.builder",
+    "hierarchy_clusters": "clinfonce.clusters.hierarchy",
+    "root_paths": "clinfonce.clusters.hierarchy",
+    "KMeansResult": "clinfonce.clusters.kmeans",
+    "fit_kmeans": "clinfonce.clusters.kmeans",
+    "kmeans_clusters": "clinfonce.clusters.kmeans",
+    "ClusterSpec": "clinfonce.clusters.spec",
+    "ClusterStats": "clinfonce.clusters.stats",
+    "cluster_stats": "clinfonce.clusters.stats",
+    "clustering_warnings": "clinfonce.clusters.stats",
+    "WordNet": "clinfonce.clusters.wordnet",
 }
 
 __all__ = [  # the names of _EXPORTS (a test checks), written out for static tools
@@ -81,13 +82,4 @@ if TYPE_CHECKING:
     from clinfonce.clusters.wordnet import WordNet
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'clinfonce.clusters' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"clinfonce.clusters.{_EXPORTS[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
