@@ -184,7 +184,9 @@ class Encoder:
             out = self.network(inputs) if projection else self.network.features(inputs)
             chunks.append(out.float().cpu())
         if not chunks:
-            return np.zeros((0, self.network.head[-1].out_features if projection else self.dim), np.float32)
+            return np.zeros(
+                (0, self.network.head.net[-1].out_features if projection else self.dim), np.float32
+            )
         return torch.cat(chunks).numpy()
 
     def _as_uint8(self, images: Any) -> torch.Tensor:

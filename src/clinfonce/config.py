@@ -222,7 +222,7 @@ def load_config(
             or the dataset's options are wrong. The message names the key.
     """
     data = _read(config)
-    items = overrides.items() if isinstance(overrides, Mapping) else map(_parse_override, overrides)
+    items = overrides.items() if isinstance(overrides, Mapping) else map(parse_override, overrides)
     for key, value in items:
         _set_nested(data, key, value)
     return resolve(from_mapping(Config, data, "config"))
@@ -393,7 +393,8 @@ def _parse_yaml(text: str, where: str) -> dict[str, Any]:
     return data
 
 
-def _parse_override(item: str) -> tuple[str, Any]:
+def parse_override(item: str) -> tuple[str, Any]:
+    """``"section.key=value"`` -> ``("section.key", value)``, the value read as YAML."""
     key, sep, text = item.partition("=")
     if not sep or "." not in key:
         raise InputError(f"override {item!r} must look like section.key=value, e.g. optim.lr=0.1")

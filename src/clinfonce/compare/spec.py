@@ -28,7 +28,7 @@ from typing import Any
 import yaml
 
 from clinfonce.clusters.spec import ClusterSpec
-from clinfonce.config import Config, load_config
+from clinfonce.config import Config, load_config, parse_override
 from clinfonce.errors import InputError
 from clinfonce.methods import METHODS
 from clinfonce.typed import from_mapping, to_mapping
@@ -146,10 +146,9 @@ def plan(spec: CompareSpec, extra_overrides: Sequence[str] = ()) -> list[Planned
         spec: the comparison.
         extra_overrides: ``KEY=VALUE`` overrides given on the command line, after ``spec.overrides``.
     """
-    from clinfonce.config import _parse_override  # one parser of KEY=VALUE
 
     base = load_config(
-        spec.config, {**RUN_DEFAULTS, **spec.overrides, **dict(map(_parse_override, extra_overrides))}
+        spec.config, {**RUN_DEFAULTS, **spec.overrides, **dict(map(parse_override, extra_overrides))}
     )
     settings = cluster_settings(spec) or [(describe_clusters(base.clusters), {}, None)]
     runs_dir = Path(spec.out).absolute() / "runs"

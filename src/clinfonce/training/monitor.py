@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 
 import lightning as L
+import numpy as np
 from lightning.pytorch.callbacks import Callback
 
 from clinfonce.data.augment import EvalTransform
@@ -22,17 +23,25 @@ class OnlineKnn(Callback):
     """Log kNN accuracy on the validation split at the end of every ``every``-th epoch.
 
     Args:
-        dataset: the data; its ``val`` rows are classified, by its labelled ``train`` rows.
+        dataset: the data.
+        train_rows, val_rows: its labelled training rows (the neighbours) and validation rows (classified).
         every: epochs between two measurements.
         k: neighbours.
         batch_size: of the feature pass.
     """
 
-    def __init__(self, dataset: ImageDataset, every: int, k: int, batch_size: int) -> None:
-        labels = dataset.table["label"].to_numpy()
-        self.train_rows = dataset.rows("train")[labels[dataset.rows("train")] >= 0]
-        self.val_rows = dataset.rows("val")[labels[dataset.rows("val")] >= 0]
-        self.labels, self.dataset, self.every, self.k, self.batch_size = labels, dataset, every, k, batch_size
+    def __init__(
+        self,
+        dataset: ImageDataset,
+        train_rows: np.ndarray,
+        val_rows: np.ndarray,
+        every: int,
+        k: int,
+        batch_size: int,
+    ) -> None:
+        self.labels = dataset.table["label"].to_numpy()
+        self.dataset, self.train_rows, self.val_rows = dataset, train_rows, val_rows
+        self.every, self.k, self.batch_size = every, k, batch_size
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         if (trainer.current_epoch + 1) % self.every or not trainer.is_global_zero:
@@ -63,14 +72,15 @@ def knn_monitor(dataset: ImageDataset, every: int | None, k: int, batch_size: in
     if every is None:
         return None
     labels = dataset.table["label"].to_numpy()
-    if not (labels[dataset.rows("val")] >= 0).any() or not len(dataset.rows("train")):
+    train_rows, val_rows = (rows[labels[rows] >= 0] for rows in (dataset.rows("train"), dataset.rows("val")))
+    if not len(val_rows) or not len(train_rows):
         log.warning(
             "eval.knn_every is set but %s has no labelled validation images: no online kNN "
             "(give the dataset a val_fraction option, e.g. data.options.val_fraction=0.1)",
             dataset.name,
         )
         return None
-    return OnlineKnn(dataset, every, k, batch_size)
+    return OnlineKnn(dataset, train_rows, val_rows, every, k, batch_size)
 
 
 __all__ = ["OnlineKnn", "knn_monitor"]

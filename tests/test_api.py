@@ -1,0 +1,35 @@
+"""The Encoder of the Python API on inputs the docs do not show: an empty list, a wrong array."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from clinfonce.api import Encoder
+from clinfonce.data.augment import EvalTransform
+from clinfonce.errors import InputError
+from clinfonce.models import Encoder as Network
+
+
+@pytest.fixture
+def encoder(tmp_path) -> Encoder:
+    network = Network("small", True, 16, 4)
+    return Encoder(network, EvalTransform(24, [0.5] * 3, [0.25] * 3), (24, 24), 3, "stretch", tmp_path)
+
+
+def test_nothing_to_embed_gives_an_empty_matrix_of_the_right_width(encoder) -> None:
+    assert encoder.embed([]).shape == (0, 32)  # small CNN of width 4: 8 x 4 features
+    assert encoder.embed([], projection=True).shape == (0, 16)
+
+
+def test_a_batch_equals_the_network_on_the_transformed_images(encoder) -> None:
+    images = torch.randint(0, 256, (3, 3, 30, 30), dtype=torch.uint8)
+    with torch.no_grad():
+        expected = encoder.network.features(encoder.transform(images)).numpy()
+    np.testing.assert_allclose(encoder.embed(images, batch_size=2), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_a_wrong_array_is_one_clear_error(encoder) -> None:
+    with pytest.raises(InputError, match="uint8"):
+        encoder.embed(np.zeros((2, 3, 8, 8), dtype=np.float32))
