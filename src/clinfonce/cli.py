@@ -231,6 +231,19 @@ def _add_clusters(commands: argparse._SubParsersAction) -> None:
         help=f"cosine K-means on L2-normalised features (default {defaults.spherical})",
     )
     kmeans.add_argument("--seed", type=int, default=None, help=f"K-means seed (default {defaults.seed})")
+    kmeans.add_argument(
+        "--restarts",
+        type=_positive_int,
+        default=None,
+        help=f"K-means restarts, the best kept (default {defaults.restarts})",
+    )
+    kmeans.add_argument(
+        "--points-per-centroid",
+        type=_positive_int,
+        default=None,
+        help="train the centroids on a random subsample of at most k x this many rows, then assign every "
+        f"row (default {defaults.points_per_centroid})",
+    )
     p.add_argument("--file", type=Path, default=None, help="a clusters CSV (from this command) to re-use")
     p.set_defaults(handler=_run_clusters)
 
@@ -627,14 +640,17 @@ def _run_train(args: argparse.Namespace) -> int:
     from lightning.pytorch.utilities import rank_zero_only
 
     from clinfonce.evaluation.pipeline import evaluate_checkpoint
-    from clinfonce.training.engine import check_start, train
+    from clinfonce.training.engine import check_start, launched_as_rank_zero, train
 
     quiet_lightning()
-    check_start(config, args.overwrite)  # before the dataset is read: a refused start fails fast
+    if launched_as_rank_zero():  # before the dataset is read: a refused start fails fast
+        check_start(config, args.overwrite)
     dataset = config.data.load()
     run = train(config, dataset=dataset, overwrite=args.overwrite)
+    if rank_zero_only.rank != 0:  # the other processes of a multi-process run stop after training
+        return 0
     print(f"trained: {run.path}")
-    if config.eval.enabled and not args.no_eval and rank_zero_only.rank == 0:  # one evaluation per run
+    if config.eval.enabled and not args.no_eval:  # one evaluation per run, by global rank 0
         metrics = evaluate_checkpoint(run.path, dataset=dataset)
         print(_metrics_line(metrics))
         print(f"report: {run.path / run.REPORT}")
@@ -875,6 +891,8 @@ def _cluster_spec(args: argparse.Namespace) -> ClusterSpec:
         "k": args.k,
         "spherical": args.spherical,
         "seed": args.seed,
+        "restarts": args.restarts,
+        "points_per_centroid": args.points_per_centroid,
         "features": None if args.features is None else str(args.features),
     }
     given = {key: value for key, value in flags.items() if value is not None}

@@ -156,6 +156,9 @@ class TrainConfig:
     devices: int | str = 1
     num_nodes: int = 1
     strategy: str = "auto"
+    #: with several processes, batch norm statistics over the global batch (SyncBatchNorm; each process's
+    #: own share of it when false)
+    sync_batchnorm: bool = False
     checkpoint_every_n_epochs: int = 1
     #: also keep a checkpoint every this many optimizer steps (None: only per epoch)
     checkpoint_every_n_steps: int | None = None

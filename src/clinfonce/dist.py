@@ -37,9 +37,24 @@ def gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
     if not is_distributed():
         return tensor
     _check_equal_sizes(tensor)
-    from torch.distributed.nn.functional import all_gather
+    return _GatherWithGrad.apply(tensor)
 
-    return torch.cat(all_gather(tensor), dim=0)
+
+class _GatherWithGrad(torch.autograd.Function):
+    """All-gather along dim 0; backward: the incoming gradients summed over ranks, this rank's slice."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        parts = [torch.empty_like(tensor) for _ in range(world_size())]
+        dist.all_gather(parts, tensor.contiguous())
+        ctx.rows = tensor.shape[0]
+        return torch.cat(parts, dim=0)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous()
+        dist.all_reduce(grad)  # every rank's loss depends on this rank's rows
+        return grad[rank() * ctx.rows : (rank() + 1) * ctx.rows]
 
 
 def gather_no_grad(tensor: torch.Tensor) -> torch.Tensor:
@@ -50,6 +65,48 @@ def gather_no_grad(tensor: torch.Tensor) -> torch.Tensor:
     parts = [torch.empty_like(tensor) for _ in range(world_size())]
     dist.all_gather(parts, tensor.contiguous())
     return torch.cat(parts, dim=0)
+
+
+def gather_to_rank_zero(tensor: torch.Tensor, device: torch.device | str) -> list[torch.Tensor] | None:
+    """Every rank's ``tensor`` ``[n_r, *]`` (``n_r`` may differ, also 0) on rank 0, in rank order; None on
+    the other ranks. Only rank 0 ever holds the others' rows (point-to-point, no padding); its own share is
+    not copied. ``device``: where the transfers happen (the backend's: CUDA for NCCL).
+
+    Without a process group: ``[tensor]``.
+    """
+    if not is_distributed():
+        return [tensor]
+    size = torch.tensor([tensor.shape[0]], device=device, dtype=torch.long)
+    sizes = [torch.empty_like(size) for _ in range(world_size())]
+    dist.all_gather(sizes, size)
+    if rank() != 0:
+        if tensor.shape[0]:
+            dist.send(tensor.to(device).contiguous(), dst=0)
+        return None
+    parts = [tensor]
+    for source in range(1, world_size()):
+        part = torch.empty((int(sizes[source]), *tensor.shape[1:]), dtype=tensor.dtype, device=device)
+        if part.shape[0]:
+            dist.recv(part, src=source)
+        parts.append(part.to(tensor.device))
+    return parts
+
+
+def broadcast_from_rank_zero(tensor: torch.Tensor) -> torch.Tensor:
+    """Rank 0's ``tensor`` copied into ``tensor`` on every rank (the same shape and dtype everywhere, on the
+    backend's device); returned. Without a process group: ``tensor``."""
+    if is_distributed():
+        dist.broadcast(tensor, src=0)
+    return tensor
+
+
+def broadcast_object(value: object) -> object:
+    """Rank 0's ``value`` (any picklable object) on every rank; ``value`` without a process group."""
+    if not is_distributed():
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def _check_equal_sizes(tensor: torch.Tensor) -> None:

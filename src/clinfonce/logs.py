@@ -36,12 +36,21 @@ class _StderrHandler(logging.StreamHandler):
         pass
 
 
+def _from_rank_zero(record: logging.LogRecord) -> bool:
+    """Progress lines of global rank 0 only, so a multi-process run prints each once; warnings and errors
+    of every process (the rank is the one Lightning knows; 0 while Lightning is not loaded)."""
+    rank_zero = sys.modules.get("lightning.fabric.utilities.rank_zero")
+    rank = getattr(getattr(rank_zero, "rank_zero_only", None), "rank", 0) if rank_zero else 0
+    return rank == 0 or record.levelno >= logging.WARNING
+
+
 def show_progress() -> None:
     """Show the library's progress lines (stage 1, image checks, epochs, evaluation) on stderr."""
     logger = logging.getLogger("clinfonce")
     if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
         handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
+        handler.addFilter(_from_rank_zero)
         logger.addHandler(handler)
     logger.setLevel(logging.INFO)
 

@@ -214,7 +214,14 @@ def _kmeans(spec: ClusterSpec, table: pd.DataFrame, features: np.ndarray | None)
         raise InputError(
             f"{where}: expected [N, D] features with N = {len(table)} rows, got {features.shape}"
         )
-    return kmeans_clusters(features, spec.k, seed=spec.seed, spherical=spec.spherical)
+    return kmeans_clusters(
+        features,
+        spec.k,
+        seed=spec.seed,
+        spherical=spec.spherical,
+        nredo=spec.restarts,
+        max_points_per_centroid=spec.points_per_centroid,
+    )
 
 
 def _require_classes(

@@ -10,7 +10,8 @@ N rows are then validated and assigned in blocks of ``batch_size`` rows by a sea
 With ``spherical=True`` the points are L2-normalised before training and search, and faiss keeps the
 centroids on the unit sphere (cosine K-means). A zero row stays zero; its cosine to every centroid is 0.
 
-A torch implementation, for the distributed re-clustering during training, is future work (another issue).
+During multi-process training, rank 0 alone runs it on the gathered features
+(:func:`clinfonce.training.recluster.kmeans_across_ranks`).
 """
 
 from __future__ import annotations

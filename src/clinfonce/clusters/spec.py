@@ -31,7 +31,7 @@ class ClusterSpec:
       ``level``, ``path_rule``, ``wordnet_dir``;
     - ``labels``: the downstream labels themselves (Cl-InfoNCE is then SupCon);
     - ``file``: ``file``, a clusters CSV written by ``clinfonce clusters`` (matched by ``path``);
-    - ``kmeans``: ``k``, ``spherical``, ``seed`` and ``features`` (an ``.npy`` of ``[N, D]`` features); in
+    - ``kmeans``: ``k``, ``spherical``, ``seed``, ``restarts``, ``points_per_centroid`` and ``features`` (an ``.npy`` of ``[N, D]`` features); in
       training without ``features``, the model's own (the paper's Algorithm 1): InfoNCE for
       ``warmup_epochs``, then K-means on the training set's L2-normalised head outputs every ``every`` epochs
       (``recluster_features``: from a separate pass, or those of the previous epoch's training steps);
@@ -69,6 +69,16 @@ class ClusterSpec:
     k: int = field(default=100, metadata={"help": "number of K-means clusters"})
     spherical: bool = field(default=True, metadata={"help": "K-means on L2-normalised features (cosine)"})
     seed: int = field(default=0, metadata={"help": "K-means seed"})
+    restarts: int = field(
+        default=5, metadata={"help": "K-means restarts; the lowest objective is kept (the paper: 5)"}
+    )
+    points_per_centroid: int = field(
+        default=256,
+        metadata={
+            "help": "K-means trains on a seeded random subsample of at most k x this many rows, then assigns "
+            "every row to its nearest centroid in batches"
+        },
+    )
     features: str | None = field(
         default=None,
         metadata={
@@ -105,6 +115,8 @@ class ClusterSpec:
             (self.path_rule in PATH_RULES, "path_rule", " or ".join(PATH_RULES)),
             (self.k >= 1, "k", ">= 1"),
             (0 <= self.seed < 2**31, "seed", "in 0..2^31-1"),
+            (self.restarts >= 1, "restarts", ">= 1"),
+            (self.points_per_centroid >= 1, "points_per_centroid", ">= 1"),
             (self.every >= 1, "every", ">= 1"),
             (self.warmup_epochs >= 0, "warmup_epochs", ">= 0"),
             (

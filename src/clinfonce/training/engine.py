@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import datetime
 import logging
+import os
 import shutil
 import sys
 import time
@@ -67,7 +68,8 @@ def train(
     L.seed_everything(config.train.seed, workers=True, verbose=False)
     config = with_run_dir(config)
     run = RunDir(config.train.out)
-    check_start(config, overwrite)
+    if launched_as_rank_zero():  # the other processes leave the checks and the run's files to rank 0
+        check_start(config, overwrite)
     if dataset is None:
         dataset = config.data.load()
     rows = dataset.rows("train")
@@ -87,47 +89,54 @@ def train(
     if method.uses == "attributes":
         targets, names = attribute_targets(config.clusters, dataset, rows)
         log.info("%s learns %d attribute(s): %s", method.name, len(names), ", ".join(names))
-    writer = rank_zero_only.rank == 0
+    ids = np.full(len(dataset), -1, dtype=np.int64)  # rows outside the training split have no cluster
+    if clusters is not None:
+        ids[rows] = clusters.ids
+    module = ContrastiveModule(
+        config,
+        n_rows=len(dataset),
+        n_classes=dataset.n_classes,
+        crop_size=config.data.crop_size or dataset.image_size[0],
+        mean=dataset.mean,
+        std=dataset.std,
+        image_input=image_input(dataset, config, rows),
+        cluster_ids=torch.from_numpy(ids),
+        n_clusters=clusters.n_clusters if clusters is not None else None,
+        attribute_targets=None if targets is None else _by_row(targets, rows, len(dataset)),
+        keep_projections=config.clusters.reclusters and config.clusters.recluster_features == "training",
+    )
+    module.announce_epochs = not shows_progress_bar(config)  # one line per epoch instead of a bar
+    guard = NonFiniteGuard(run, config.train.max_bad_steps, config.train.precision != "16-mixed")
+    if method.needs_stage1 and config.clusters.reclusters:
+        callbacks = [Recluster(config.clusters, dataset, rows, run, config.eval.batch_size), *callbacks]
+    monitor = knn_monitor(dataset, config.eval.knn_every, config.eval.knn_k[0], config.eval.batch_size)
+    extra = [guard, *callbacks, *([monitor] if monitor is not None else [])]
+    # Every process finds the same checkpoint (none is written before training starts); the trainer knows
+    # this process's rank, and only global rank 0 checks the start, holds the lock and writes the run's files.
+    resume = resume_point(config)
+    trainer = build_trainer(config, run, extra, resume.step if resume else None)
+    writer = trainer.is_global_zero
     with run.lock() if writer else contextlib.nullcontext():
-        resume = check_start(config, overwrite)  # again under the lock: another process may have started
         if writer:
+            resume = check_start(config, overwrite)  # again under the lock: another run may have started
             if overwrite and resume is None:
                 _clear(run)
-            _write_run_files(run, config, dataset, rows, clusters, fresh=resume is None)
-        ids = np.full(len(dataset), -1, dtype=np.int64)  # rows outside the training split have no cluster
-        if clusters is not None:
-            ids[rows] = clusters.ids
-        module = ContrastiveModule(
-            config,
-            n_rows=len(dataset),
-            n_classes=dataset.n_classes,
-            crop_size=config.data.crop_size or dataset.image_size[0],
-            mean=dataset.mean,
-            std=dataset.std,
-            image_input=image_input(dataset, config, rows),
-            cluster_ids=torch.from_numpy(ids),
-            n_clusters=clusters.n_clusters if clusters is not None else None,
-            attribute_targets=None if targets is None else _by_row(targets, rows, len(dataset)),
-            keep_projections=config.clusters.reclusters and config.clusters.recluster_features == "training",
-        )
-        module.announce_epochs = not shows_progress_bar(config)  # one line per epoch instead of a bar
-        guard = NonFiniteGuard(run, config.train.max_bad_steps, config.train.precision != "16-mixed")
-        if method.needs_stage1 and config.clusters.reclusters:
-            callbacks = [Recluster(config.clusters, dataset, rows, run, config.eval.batch_size), *callbacks]
-        monitor = knn_monitor(dataset, config.eval.knn_every, config.eval.knn_k[0], config.eval.batch_size)
-        extra = [guard, *callbacks, *([monitor] if monitor is not None else [])]
-        trainer = build_trainer(config, run, extra, resume.step if resume else None)
+            _write_run_files(run, config, dataset, rows, clusters, trainer, fresh=resume is None)
+            if config.train.resume and resume is None:
+                log.info("no checkpoint in %s yet: training starts from the beginning", run.path)
         for logger in trainer.loggers:  # the resolved config, flat: hparams.yaml and TensorBoard's HPARAMS
             logger.log_hyperparams(hyperparameters(config))
         loader = train_loader(
-            dataset, rows, config.optim.batch_size, config.train.seed, config.data.num_workers
+            dataset,
+            rows,
+            config.optim.batch_size,
+            config.train.seed,
+            config.data.num_workers,
+            rank=trainer.global_rank,
+            world_size=trainer.world_size,
         )
-        if resume is not None and trainer.world_size == 1:
-            loader.sampler.resume_within(
-                resume.epoch, resume.batches_done(len(loader)) * config.optim.batch_size
-            )
-        elif resume is not None and resume.batches_done(len(loader) // trainer.world_size):
-            log.warning("a mid-epoch resume with several processes restarts that epoch's data order")
+        if resume is not None:
+            loader.sampler.resume_within(resume.epoch, resume.batches_done(len(loader)))
         log.info(
             "training %s for %d epochs (%d steps each) into %s%s",
             config.method.name,
@@ -177,8 +186,7 @@ def check_start(config: Config, overwrite: bool = False) -> _Resume | None:
     """Check that the run in ``train.out`` may start as asked, reading only (nothing is loaded but the
     run's config and a checkpoint's plain data); the checkpoint to resume from, or None."""
     run = RunDir(with_run_dir(config).train.out)
-    resume = config.train.resume
-    if not resume:
+    if not config.train.resume:
         if run.exists() and not overwrite:
             raise InputError(
                 f"{run.path} already holds a run: continue it with --resume (train.resume=auto), replace it "
@@ -200,10 +208,37 @@ def check_start(config: Config, overwrite: bool = False) -> _Resume | None:
             )
     elif not run.is_free():
         raise InputError(f"{run.path} is not empty and holds no run: there is nothing to resume")
+    resume = resume_point(config)
+    if resume is not None:
+        saved = load_checkpoint(resume.path, mmap=True).get("clinfonce", {}).get("model")
+        if saved is not None:  # a checkpoint from elsewhere: its weights must fit this config's model
+            model = to_mapping(config.model)
+            different = sorted(f"model.{k}" for k in model if k in saved and saved[k] != model[k])
+            if different:
+                raise InputError(
+                    f"{resume.path}: saved with other {', '.join(different)} than this config; it cannot "
+                    "resume it"
+                )
+    return resume
+
+
+def launched_as_rank_zero() -> bool:
+    """Whether this process will be global rank 0, as its launcher's environment says before a trainer
+    exists: torchrun's ``RANK``, srun's ``SLURM_PROCID``, or the ``LOCAL_RANK`` and ``NODE_RANK`` Lightning
+    gives the processes it starts (none of them: a single process, rank 0)."""
+    return rank_zero_only.rank == 0 and os.environ.get("NODE_RANK", "0") == "0"
+
+
+def resume_point(config: Config) -> _Resume | None:
+    """The checkpoint ``train.resume`` names (``auto``: the run directory's newest) and its position; None
+    without ``train.resume`` or when ``auto`` finds none. Refuses nothing else (:func:`check_start` does)."""
+    resume = config.train.resume
+    if not resume:
+        return None
+    run = RunDir(with_run_dir(config).train.out)
     if resume == "auto":
         path = run.newest_checkpoint()
         if path is None:
-            log.info("no checkpoint in %s yet: training starts from the beginning", run.path)
             return None
     else:
         path = Path(resume)
@@ -215,14 +250,6 @@ def check_start(config: Config, overwrite: bool = False) -> _Resume | None:
         raise InputError(
             f"{path}: not a training checkpoint (no global_step); resume from a run's checkpoints/"
         )
-    saved = payload.get("clinfonce", {}).get("model")
-    if saved is not None:  # a checkpoint from elsewhere: its weights must fit this config's model
-        model = to_mapping(config.model)
-        different = sorted(f"model.{k}" for k in model if k in saved and saved[k] != model[k])
-        if different:
-            raise InputError(
-                f"{path}: saved with other {', '.join(different)} than this config; it cannot resume it"
-            )
     return _Resume(path, step, epoch)
 
 
@@ -289,6 +316,8 @@ def build_trainer(
         devices=train.devices,
         num_nodes=train.num_nodes,
         strategy=train.strategy,
+        sync_batchnorm=train.sync_batchnorm,
+        use_distributed_sampler=False,  # the train loader shards itself (EpochSeededSampler)
         precision=train.precision,
         plugins=[AtomicCheckpointIO()],
         callbacks=[
@@ -351,10 +380,17 @@ def _write_run_files(
     dataset: ImageDataset,
     rows: np.ndarray,
     clusters: ClusterAssignment | None,
+    trainer: L.Trainer,
     fresh: bool,
 ) -> None:
     run.write_config(config)
-    run.write_environment(environment(config.train.seed), resumed=not fresh)
+    processes = {
+        "world_size": trainer.world_size,
+        "num_nodes": trainer.num_nodes,
+        "devices_per_node": trainer.num_devices,
+        "strategy": type(trainer.strategy).__name__,
+    }
+    run.write_environment(environment(config.train.seed, processes), resumed=not fresh)
     table = dataset.table.iloc[rows]
     if clusters is not None:
         labels = table["label"].to_numpy()

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from clinfonce.config import Config, OptimConfig
 from clinfonce.data.augment import ContrastiveAugment
+from clinfonce.dist import gather_no_grad
 from clinfonce.models import Encoder, load_backbone_weights
 from clinfonce.training.objectives import build_objective
 from clinfonce.typed import to_mapping
@@ -81,10 +82,10 @@ class ContrastiveModule(L.LightningModule):
             self.encoder.to(memory_format=torch.channels_last)
         ids = torch.full((n_rows,), -1, dtype=torch.long) if cluster_ids is None else cluster_ids.long()
         self.register_buffer("cluster_ids", ids.clone())
-        #: the newest training projection of every row (for K-means on training features)
-        self.projections: ProjectionBank | None = (
-            ProjectionBank(n_rows, config.model.head_dim) if keep_projections else None
-        )
+        #: the newest training projection of every row (for K-means on training features); kept by global
+        #: rank 0 only, which receives every rank's projections at each step (made in :meth:`setup`)
+        self.projections: ProjectionBank | None = None
+        self._bank_rows = n_rows if keep_projections else None
         self.generator: torch.Generator | None = None
         #: mean training loss of every finished epoch (the training curve; kept in checkpoints)
         self.epoch_losses: dict[int, float] = {}
@@ -102,6 +103,8 @@ class ContrastiveModule(L.LightningModule):
         loss_fn = getattr(self.objective, "loss_fn", None)
         if loss_fn is not None:
             loss_fn.gather_distributed = self.trainer.world_size > 1
+        if self._bank_rows is not None and self.projections is None and self.trainer.is_global_zero:
+            self.projections = ProjectionBank(self._bank_rows, self.config.model.head_dim)
 
     def on_train_start(self) -> None:
         self.generator = torch.Generator(device=self.device)
@@ -125,8 +128,11 @@ class ContrastiveModule(L.LightningModule):
         if self.config.model.channels_last:
             flat = flat.contiguous(memory_format=torch.channels_last)
         loss, z = self.objective(self.encoder, flat, n, v, labels, rows, self.cluster_ids[rows])
-        if self.projections is not None and z is not None:
-            self.projections.record(rows, z[:, 0].detach(), self.current_epoch)
+        if self._bank_rows is not None and z is not None:
+            # every rank takes part in the gather; rank 0 keeps the rows
+            shown_rows, shown = gather_no_grad(rows), gather_no_grad(z[:, 0].detach())
+            if self.projections is not None:
+                self.projections.record(shown_rows, shown, self.current_epoch)
         # the step value is this rank's (no all-reduce on the hot path); the epoch mean is reduced once per epoch
         self.log("train/loss_step", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=n)
         self._accumulate(loss)
@@ -148,7 +154,8 @@ class ContrastiveModule(L.LightningModule):
     def on_train_epoch_end(self) -> None:
         mean = self._finish_epoch_loss()
         if mean is not None:
-            self.log("train/loss_epoch", mean, on_step=False, on_epoch=True)
+            # the mean is the same on every rank already; syncing it keeps Lightning's bookkeeping simple
+            self.log("train/loss_epoch", mean, on_step=False, on_epoch=True, sync_dist=True)
         if self.announce_epochs and self.global_rank == 0:
             seconds = time.perf_counter() - self._epoch_started
             loss = "n/a" if mean is None else f"{mean:.4f}"

@@ -4,10 +4,14 @@ training goes.
 Before epoch ``warmup_epochs`` every image is its own cluster (InfoNCE). From then on, at the start of every
 ``every``-th epoch, the whole training split is embedded with the evaluation transform (L2-normalised
 projection-head outputs, as the authors did) -- or, with ``recluster_features: training``, the projections
-the previous epoch's training steps computed are re-used (DeepCluster-v2; no extra pass) -- clustered with K-means (faiss), and the new ids go into the
-module's ``cluster_ids`` buffer, which the loss reads until the next re-clustering. The buffer travels in
-checkpoints, and this callback's state records which epoch was clustered last, so a resumed run neither
-loses nor repeats a clustering.
+the previous epoch's training steps computed are re-used (DeepCluster-v2; no extra pass) -- clustered with
+K-means (faiss), and the new ids go into the module's ``cluster_ids`` buffer, which the loss reads until the
+next re-clustering. The buffer travels in checkpoints, and this callback's state records which epoch was
+clustered last, so a resumed run neither loses nor repeats a clustering.
+
+With several processes, each embeds its share of the training split (the training projections are all on
+rank 0 already), rank 0 alone gathers the features and runs K-means, and the ids are broadcast
+(:func:`kmeans_across_ranks`): no other process ever holds all ``N x D`` features.
 """
 
 from __future__ import annotations
@@ -20,10 +24,12 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
+from torch import Tensor
 
-from clinfonce.clusters import ClusterSpec, cluster_stats, kmeans_clusters
+from clinfonce.clusters import ClusterAssignment, ClusterSpec, cluster_stats, kmeans_clusters
 from clinfonce.data.augment import EvalTransform
 from clinfonce.data.dataset import ImageDataset
+from clinfonce.dist import broadcast_from_rank_zero, broadcast_object, gather_to_rank_zero, rank, world_size
 from clinfonce.features import extract_features
 from clinfonce.run import RunDir
 
@@ -69,26 +75,14 @@ class Recluster(Callback):
 
     def _recluster(self, trainer: L.Trainer, module: L.LightningModule, epoch: int) -> None:
         started = time.perf_counter()
-        features, source, older = None, "pass", 0
-        bank = getattr(module, "projections", None)
-        if self.spec.recluster_features == "training" and bank is not None:
-            newest = bank.newest(self.rows, epoch - 1)
-            if newest is None:
-                log.info("epoch %d: a training image has no projection yet: K-means makes a pass", epoch + 1)
-            else:
-                (features, older), source = newest, "training"
-        if features is None:
-            features = self._embed(module)
-        assignment = kmeans_clusters(
-            features,
-            min(self.spec.k, len(self.rows)),
-            seed=self.spec.seed + epoch,
-            spherical=self.spec.spherical,
+        share, positions, source, older = self._features(module, epoch)
+        ids, assignment = kmeans_across_ranks(
+            share, positions, len(self.rows), self.spec, seed=self.spec.seed + epoch, device=module.device
         )
-        module.cluster_ids[torch.from_numpy(self.rows).to(module.device)] = torch.from_numpy(
-            assignment.ids
-        ).to(module.device)
+        module.cluster_ids[torch.from_numpy(self.rows).to(module.device)] = ids.to(module.device)
         self.clustered_epoch = epoch
+        if assignment is None:  # not rank 0: the report is rank 0's
+            return
         seconds = time.perf_counter() - started
         row: dict[str, Any] = {
             "epoch": epoch,
@@ -103,8 +97,7 @@ class Recluster(Callback):
         if labelled.any():
             stats = cluster_stats(assignment.ids[labelled], labels[labelled])
             row.update(I_Z_T=round(stats.I_Z_T, 6), H_Z_given_T=round(stats.H_Z_given_T, 6))
-        if trainer.is_global_zero:
-            self.run.append_recluster(row)
+        self.run.append_recluster(row)
         log.info(
             "epoch %d: K-means on %d training images -> %d clusters (%.1f s)",
             epoch + 1,
@@ -113,15 +106,32 @@ class Recluster(Callback):
             seconds,
         )
 
-    def _embed(self, module: L.LightningModule) -> np.ndarray:
-        """``float32 [N, D]``: L2-normalised head outputs of the training rows, evaluation transform."""
+    def _features(self, module: L.LightningModule, epoch: int) -> tuple[np.ndarray, np.ndarray, str, int]:
+        """This process's share of the features to cluster: ``float32 [n_r, D]``, their positions in
+        ``rows`` ``int64 [n_r]``, where they come from (``training`` or ``pass``) and how many are older than
+        the previous epoch. The training projections are all on rank 0 (the others' share is empty); a pass
+        embeds ``rows[rank::world_size]`` on each rank."""
+        bank = getattr(module, "projections", None)
+        newest = None
+        if self.spec.recluster_features == "training":
+            newest = bank.newest(self.rows, epoch - 1) if bank is not None else None
+            if broadcast_object(newest is not None):  # rank 0 holds the bank and decides
+                if newest is None:
+                    return np.zeros((0, module.config.model.head_dim), np.float32), _NO_ROWS, "training", 0
+                return newest[0], np.arange(len(self.rows)), "training", newest[1]
+            log.info("epoch %d: a training image has no projection yet: K-means makes a pass", epoch + 1)
+        positions = np.arange(len(self.rows))[rank() :: world_size()]
+        return self._embed(module, self.rows[positions]), positions, "pass", 0
+
+    def _embed(self, module: L.LightningModule, rows: np.ndarray) -> np.ndarray:
+        """``float32 [len(rows), D]``: L2-normalised head outputs of ``rows``, evaluation transform."""
         augment = module.augment
         transform = EvalTransform(
             augment.image_size, augment.mean.flatten().tolist(), augment.std.flatten().tolist()
         )
         transform = transform.to(module.device)
         features = extract_features(
-            module.encoder, self.dataset, self.rows, transform, self.batch_size, projection=True
+            module.encoder, self.dataset, rows, transform, self.batch_size, projection=True
         )
         return torch.nn.functional.normalize(torch.from_numpy(features), dim=1).numpy()
 
@@ -130,3 +140,56 @@ class Recluster(Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.clustered_epoch = state_dict.get("clustered_epoch")
+
+
+_NO_ROWS = np.zeros(0, dtype=np.int64)
+
+
+def kmeans_across_ranks(
+    share: np.ndarray,
+    positions: np.ndarray,
+    n: int,
+    spec: ClusterSpec,
+    seed: int,
+    device: torch.device | str = "cpu",
+) -> tuple[Tensor, ClusterAssignment | None]:
+    """K-means of ``n`` points whose features are held in shares by the processes of a group.
+
+    Rank 0 receives every share (it is the only process that ever holds all ``n x D`` features), runs
+    :func:`~clinfonce.clusters.kmeans_clusters` with ``spec``'s ``k`` (at most ``n``), ``spherical``,
+    ``restarts`` and ``points_per_centroid``, and broadcasts the ids; so the ids equal one process's
+    K-means on the whole array. Without a process group: that K-means.
+
+    Args:
+        share: ``float32 [n_r, D]`` this process's features (``n_r`` may be 0).
+        positions: ``int64 [n_r]`` the point each row of ``share`` is; together the ranks hold each of
+            ``0..n-1`` exactly once.
+        n: number of points.
+        spec: the ``kmeans`` specification.
+        seed: K-means seed.
+        device: where the transfers happen (the process group backend's: CUDA for NCCL).
+
+    Returns:
+        ``int64 [n]`` the cluster of every point (on ``device``), on every rank; and the assignment with
+        its provenance on rank 0 (None on the others).
+    """
+    parts = gather_to_rank_zero(torch.from_numpy(np.ascontiguousarray(share, dtype=np.float32)), device)
+    where = gather_to_rank_zero(torch.from_numpy(np.asarray(positions, dtype=np.int64)), device)
+    ids = torch.empty(n, dtype=torch.long, device=device)
+    assignment = None
+    if parts is not None and where is not None:
+        order = torch.cat(where).cpu().numpy()
+        if len(order) != n or not np.array_equal(np.sort(order), np.arange(n)):
+            raise ValueError(f"the shares hold {len(order)} positions, not each of the {n} points once")
+        features = np.empty((n, share.shape[1]), dtype=np.float32)
+        features[order] = torch.cat([part.cpu() for part in parts]).numpy()
+        assignment = kmeans_clusters(
+            features,
+            min(spec.k, n),
+            seed=seed,
+            spherical=spec.spherical,
+            nredo=spec.restarts,
+            max_points_per_centroid=spec.points_per_centroid,
+        )
+        ids.copy_(torch.from_numpy(assignment.ids))
+    return broadcast_from_rank_zero(ids), assignment
