@@ -156,8 +156,8 @@ class TrainConfig:
     devices: int | str = 1
     num_nodes: int = 1
     strategy: str = "auto"
-    #: with several processes, batch norm statistics over the global batch (SyncBatchNorm; each process's
-    #: own share of it when false)
+    #: with several processes, batch norm statistics over the global batch (GlobalBatchNorm, on any device);
+    #: false: each process normalises its own share of the batch
     sync_batchnorm: bool = False
     checkpoint_every_n_epochs: int = 1
     #: also keep a checkpoint every this many optimizer steps (None: only per epoch)

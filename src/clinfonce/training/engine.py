@@ -316,7 +316,6 @@ def build_trainer(
         devices=train.devices,
         num_nodes=train.num_nodes,
         strategy=train.strategy,
-        sync_batchnorm=train.sync_batchnorm,
         use_distributed_sampler=False,  # the train loader shards itself (EpochSeededSampler)
         precision=train.precision,
         plugins=[AtomicCheckpointIO()],

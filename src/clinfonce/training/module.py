@@ -21,6 +21,7 @@ from clinfonce.config import Config, OptimConfig
 from clinfonce.data.augment import ContrastiveAugment
 from clinfonce.dist import gather_no_grad
 from clinfonce.models import Encoder, load_backbone_weights
+from clinfonce.training.batchnorm import globalise
 from clinfonce.training.objectives import build_objective
 from clinfonce.typed import to_mapping
 
@@ -78,6 +79,8 @@ class ContrastiveModule(L.LightningModule):
         self.augment: ContrastiveAugment = config.augment.build(crop_size, mean, std, config.method.n_views)
         self.image_input = dict(image_input or {})
         self.objective = build_objective(config, self.encoder, n_classes, n_clusters, attribute_targets)
+        if config.train.sync_batchnorm:  # normalise over the global batch of every process
+            globalise(self)
         if config.model.channels_last:
             self.encoder.to(memory_format=torch.channels_last)
         ids = torch.full((n_rows,), -1, dtype=torch.long) if cluster_ids is None else cluster_ids.long()
@@ -124,7 +127,8 @@ class ContrastiveModule(L.LightningModule):
         )
         views = self.augment(images, generator=self.generator)  # [B, V, 3, S, S]
         n, v = views.shape[:2]
-        flat = views.flatten(0, 1)  # [B * V, 3, S, S]
+        # [B * V, 3, S, S] in the weights' dtype (64-true precision trains in float64)
+        flat = views.flatten(0, 1).to(next(self.encoder.parameters()).dtype)
         if self.config.model.channels_last:
             flat = flat.contiguous(memory_format=torch.channels_last)
         loss, z = self.objective(self.encoder, flat, n, v, labels, rows, self.cluster_ids[rows])

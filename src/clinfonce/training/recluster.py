@@ -176,20 +176,29 @@ def kmeans_across_ranks(
     parts = gather_to_rank_zero(torch.from_numpy(np.ascontiguousarray(share, dtype=np.float32)), device)
     where = gather_to_rank_zero(torch.from_numpy(np.asarray(positions, dtype=np.int64)), device)
     ids = torch.empty(n, dtype=torch.long, device=device)
-    assignment = None
+    assignment, failure = None, None
     if parts is not None and where is not None:
-        order = torch.cat(where).cpu().numpy()
-        if len(order) != n or not np.array_equal(np.sort(order), np.arange(n)):
-            raise ValueError(f"the shares hold {len(order)} positions, not each of the {n} points once")
-        features = np.empty((n, share.shape[1]), dtype=np.float32)
-        features[order] = torch.cat([part.cpu() for part in parts]).numpy()
-        assignment = kmeans_clusters(
-            features,
-            min(spec.k, n),
-            seed=seed,
-            spherical=spec.spherical,
-            nredo=spec.restarts,
-            max_points_per_centroid=spec.points_per_centroid,
-        )
-        ids.copy_(torch.from_numpy(assignment.ids))
+        try:
+            order = torch.cat(where).cpu().numpy()
+            if len(order) != n or not np.array_equal(np.sort(order), np.arange(n)):
+                raise ValueError(f"the shares hold {len(order)} positions, not each of the {n} points once")
+            features = np.empty((n, share.shape[1]), dtype=np.float32)
+            features[order] = torch.cat([part.cpu() for part in parts]).numpy()
+            assignment = kmeans_clusters(
+                features,
+                min(spec.k, n),
+                seed=seed,
+                spherical=spec.spherical,
+                nredo=spec.restarts,
+                max_points_per_centroid=spec.points_per_centroid,
+            )
+            ids.copy_(torch.from_numpy(assignment.ids))
+        except ValueError as error:  # e.g. non-finite features of a diverged model (InputError)
+            failure = error
+    # every rank learns of a failure on rank 0 and raises it, instead of waiting for ids that never come
+    message = broadcast_object(None if failure is None else f"{type(failure).__name__}: {failure}")
+    if failure is not None:
+        raise failure
+    if message is not None:
+        raise RuntimeError(f"K-means failed on rank 0: {message}")
     return broadcast_from_rank_zero(ids), assignment

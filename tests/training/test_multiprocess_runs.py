@@ -1,0 +1,208 @@
+"""Whole runs of two processes on CPUs (gloo), started the ways docs/distributed.md documents: Lightning's own
+launcher (``train.devices=2``), ``torchrun`` on one node, and ``torchrun`` on two "nodes" of this machine.
+
+Each start costs a few seconds per process, so the runs are small (the shapes dataset, a narrow network)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from clinfonce.data.synthetic import shapes_dataset
+
+SMALL = [
+    "data.options.n_train=256",
+    "data.options.n_test=64",
+    "data.options.seed=4",
+    "model.width=8",
+    "model.head_dim=16",
+    "optim.batch_size=32",
+    "train.progress_bar=false",
+    "train.accelerator=cpu",
+    "eval.probe_epochs=2",
+]
+TWO_PROCESSES = ["train.devices=2", "train.strategy=ddp"]
+
+
+def _run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, (
+        f"{command}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr[-4000:]}"
+    )
+    return result
+
+
+def _clinfonce(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return _run([sys.executable, "-m", "clinfonce", *args], cwd)
+
+
+def _torchrun(*args: str) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", *args]
+
+
+def test_one_step_on_two_processes_equals_one_process_on_the_global_batch(tmp_path) -> None:
+    """Same initial weights, the same 16 images (identity augmentation, so the views do not depend on the
+    rank), float64: one SGD step of 2 processes x 8 images gives the parameters of 1 process x 16 images
+    when batch norm uses the global batch (train.sync_batchnorm=true); with each process normalising its
+    own 8 images (the default), the batch-norm statistics and hence the step differ."""
+    same = [
+        "train", "--config", "shapes", "--no-eval",
+        "data.options.n_train=16", "data.options.n_test=8", "model.width=8", "model.head_dim=16",
+        "train.epochs=1", "train.accelerator=cpu", "train.precision=64-true", "train.progress_bar=false",
+        "augment.crop_scale=[1,1]", "augment.crop_ratio=[1,1]",
+        "augment.flip_p=0", "augment.jitter_p=0", "augment.gray_p=0",
+        "optim.name=sgd", "optim.lr=0.5",
+    ]  # fmt: skip
+    _clinfonce(*same, "optim.batch_size=16", f"train.out={tmp_path / 'one'}", cwd=tmp_path)
+    _clinfonce(
+        *same, "optim.batch_size=8", *TWO_PROCESSES, "train.sync_batchnorm=true",
+        f"train.out={tmp_path / 'global'}", cwd=tmp_path,
+    )  # fmt: skip
+    _clinfonce(*same, "optim.batch_size=8", *TWO_PROCESSES, f"train.out={tmp_path / 'local'}", cwd=tmp_path)
+
+    def weights(name: str) -> dict[str, torch.Tensor]:
+        return torch.load(tmp_path / name / "encoder.pt", weights_only=True)["state_dict"]
+
+    one, synced, local = weights("one"), weights("global"), weights("local")
+    assert one["head.net.3.weight"].dtype == torch.float64
+    for key, value in one.items():
+        if value.is_floating_point():
+            torch.testing.assert_close(synced[key], value, rtol=1e-10, atol=1e-12, msg=key)
+    moved = max(float((one[k] - local[k]).abs().max()) for k in one if one[k].is_floating_point())
+    assert moved > 1e-3  # per-process batch norm is a different step
+    losses = [
+        json.loads((tmp_path / name / "training.json").read_text())["epoch_loss"]["0"]
+        for name in ("one", "global")
+    ]
+    assert losses[1] == pytest.approx(losses[0], rel=1e-6)  # the curve's running sum is kept in float32
+
+
+_RECORDING_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    from pathlib import Path
+
+    import lightning as L
+
+    from clinfonce.config import load_config
+    from clinfonce.training.engine import train
+
+
+    class RecordRows(L.Callback):
+        def __init__(self, folder):
+            self.folder, self.rows = Path(folder), []
+
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            self.rows += batch[2].tolist()
+
+        def on_train_epoch_end(self, trainer, module):
+            name = f"rows-{trainer.current_epoch}-{trainer.global_rank}.json"
+            (self.folder / name).write_text(json.dumps(self.rows))
+            self.rows = []
+
+
+    train(load_config("shapes", sys.argv[2:]), callbacks=[RecordRows(sys.argv[1])])
+    """
+)
+
+
+def test_torchrun_shards_every_epoch_and_kmeans_reclusters_on_rank_0(tmp_path) -> None:
+    """torchrun --standalone --nproc_per_node 2: Lightning takes the processes torchrun started. Each
+    epoch the two shards are disjoint and together are every training image once (256 = 4 global batches of
+    64); K-means on the training projections (gathered to rank 0) re-clusters, logged once."""
+    script = tmp_path / "train_recording.py"
+    script.write_text(_RECORDING_SCRIPT)
+    run = tmp_path / "run"
+    command = _torchrun("--standalone", "--nproc_per_node", "2", str(script))
+    settings = [
+        *SMALL, *TWO_PROCESSES, "train.epochs=3", f"train.out={run}",
+        "clusters.source=kmeans", "clusters.k=8", "clusters.recluster_features=training",
+    ]  # fmt: skip
+    _run([*command, str(tmp_path), *settings], tmp_path)
+
+    training_rows = set(shapes_dataset(n_train=256, n_test=64, seed=4).rows("train").tolist())
+    for epoch in range(3):
+        shards = [json.loads((tmp_path / f"rows-{epoch}-{rank}.json").read_text()) for rank in range(2)]
+        assert [len(shard) for shard in shards] == [128, 128]
+        assert set(shards[0]).isdisjoint(shards[1])
+        assert set(shards[0]) | set(shards[1]) == training_rows
+    reclusters = pd.read_csv(run / "reclusters.csv")
+    assert reclusters["epoch"].tolist() == [1, 2]  # once each, by rank 0
+    assert (reclusters["features"] == "training").all()  # no extra pass: every row has a projection
+    assert reclusters["older_features"].tolist() == [0, 0]
+    environment = json.loads((run / "environment.json").read_text())
+    assert environment["processes"]["world_size"] == 2
+    assert (run / "encoder.pt").is_file()
+    ids = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]["cluster_ids"]
+    assert (
+        int(ids.max()) < 8 and len(np.unique(ids[sorted(training_rows)])) == reclusters["n_clusters"].iloc[-1]
+    )
+
+
+def test_lightning_launcher_run_evaluates_once_and_resumes(tmp_path) -> None:
+    """clinfonce train ... train.devices=2 train.strategy=ddp: trains, checkpoints, evaluates (on rank 0
+    only, one report), and resumes with more epochs."""
+    run = tmp_path / "run"
+    first = _clinfonce(
+        "train", "--config", "shapes", *SMALL, *TWO_PROCESSES, "train.epochs=1", f"train.out={run}", cwd=tmp_path
+    )  # fmt: skip
+    assert first.stdout.count("trained:") == 1 and first.stdout.count("report:") == 1
+    assert (
+        first.stderr.count("stage 1:") == 2
+    )  # "... clusters of N images ..." and its result, from rank 0 only
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert 0 <= metrics["linear_top1"] <= 100
+    assert (run / "report.md").is_file()
+    assert json.loads((run / "environment.json").read_text())["processes"]["world_size"] == 2
+
+    second = _clinfonce(
+        "train", "--config", "shapes", *SMALL, *TWO_PROCESSES, "train.epochs=2", f"train.out={run}",
+        "--resume", "--no-eval", cwd=tmp_path,
+    )  # fmt: skip
+    assert second.stdout.count("trained:") == 1
+    losses = json.loads((run / "training.json").read_text())["epoch_loss"]
+    assert list(losses) == ["0", "1"]
+    assert json.loads((run / "environment.resumed.json").read_text())["processes"]["world_size"] == 2
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_torchrun_on_two_nodes(tmp_path) -> None:
+    """Two torchrun agents, node ranks 0 and 1, one process each, rendezvous at 127.0.0.1: the command of
+    docs/distributed.md for several machines, with both "machines" here."""
+    run, port = tmp_path / "run", _free_port()
+    args = [
+        "train", "--config", "shapes", "--no-eval", *SMALL, "train.epochs=1",
+        "train.num_nodes=2", "train.devices=1", "train.strategy=ddp", f"train.out={run}",
+    ]  # fmt: skip
+    rendezvous = ["--nnodes", "2", "--nproc_per_node", "1", "--master_addr", "127.0.0.1", "--master_port"]
+    agents = [
+        subprocess.Popen(
+            _torchrun(*rendezvous, str(port), "--node_rank", str(node), "-m", "clinfonce", *args),
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for node in range(2)
+    ]
+    outputs = [agent.communicate(timeout=600) for agent in agents]
+    for agent, (_, stderr) in zip(agents, outputs, strict=True):
+        assert agent.returncode == 0, stderr[-4000:]
+    assert sum(stdout.count("trained:") for stdout, _ in outputs) == 1
+    processes = json.loads((run / "environment.json").read_text())["processes"]
+    assert processes == {"world_size": 2, "num_nodes": 2, "devices_per_node": 1, "strategy": "DDPStrategy"}
+    assert (run / "encoder.pt").is_file()
