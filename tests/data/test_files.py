@@ -139,6 +139,54 @@ def test_file_loader_center_crop_and_stretch(tmp_path: Path) -> None:
     assert gray[0, :, 0].max() < 30 and gray[0, :, -1].min() > 225
 
 
+def _photo_jpeg(path: Path, size: tuple[int, int] = (200, 150)) -> Path:
+    """A smooth colour gradient with a few edges (blocks of 60 px), saved as a JPEG (quality 90)."""
+    y, x = np.mgrid[0 : size[1], 0 : size[0]]
+    array = np.stack([x * 255 // size[0], y * 255 // size[1], ((x // 60 + y // 60) % 2) * 200], axis=2)
+    Image.fromarray(array.astype(np.uint8)).save(path, quality=90)
+    return path
+
+
+@pytest.mark.parametrize("rule", ["center_crop", "stretch"])
+@pytest.mark.parametrize("size", [(12, 12), (40, 30), (150, 150)])
+def test_the_resize_is_pillows_bilinear_within_one_level(tmp_path: Path, rule: str, size) -> None:
+    """Reference: Pillow's antialiased BILINEAR resize (+ centre crop), on the fully decoded image."""
+    _photo_jpeg(tmp_path / "p.jpg")
+    image = open_image(tmp_path / "p.jpg")
+    height, width = size
+    if rule == "stretch":
+        expected = np.asarray(image.resize((width, height), Image.Resampling.BILINEAR, reducing_gap=None))
+    else:
+        scale = max(width / image.width, height / image.height)
+        new = (max(width, round(image.width * scale)), max(height, round(image.height * scale)))
+        left, top = (new[0] - width) // 2, (new[1] - height) // 2
+        resized = image.resize(new, Image.Resampling.BILINEAR)
+        expected = np.asarray(resized.crop((left, top, left + width, top + height)))
+    loader = FileImageLoader(tmp_path, ["p.jpg"], size, resize=rule, jpeg_draft=False)
+    got = loader(0).permute(1, 2, 0).numpy()
+    assert got.shape == expected.shape
+    assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1
+
+
+def test_jpeg_draft_decodes_small_but_never_below_the_target(tmp_path: Path) -> None:
+    _photo_jpeg(tmp_path / "p.jpg", (400, 300))
+    assert open_image(tmp_path / "p.jpg", draft=(32, 32)).size == (50, 38)  # 1/8: both sides still >= 32
+    assert open_image(tmp_path / "p.jpg", draft=(120, 100)).size == (200, 150)  # 1/2 (1/4 would be 75 high)
+    assert open_image(tmp_path / "p.jpg", draft=(300, 300)).size == (400, 300)  # no reduction possible
+    write_png(tmp_path / "p.png", (64, 48))
+    assert open_image(tmp_path / "p.png", draft=(8, 8)).size == (64, 48)  # only JPEGs have DCT scales
+    full = FileImageLoader(tmp_path, ["p.jpg"], 32, jpeg_draft=False)(0).int()
+    drafted = FileImageLoader(tmp_path, ["p.jpg"], 32)(0).int()
+    assert drafted.shape == full.shape and (drafted - full).abs().float().mean() < 4  # the same picture
+
+
+def test_a_truncated_jpeg_fails_with_draft_too(tmp_path: Path) -> None:
+    data = _photo_jpeg(tmp_path / "p.jpg", (400, 300)).read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match=r"cut\.jpg: truncated or corrupt image"):
+        FileImageLoader(tmp_path, ["cut.jpg"], 32)(0)
+
+
 def test_file_loader_converts_grayscale_to_rgb(tmp_path: Path) -> None:
     write_png(tmp_path / "g.png", (9, 9), mode="L")
     rgb = FileImageLoader(tmp_path, ["g.png"], 9, channels=3)(0)

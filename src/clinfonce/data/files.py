@@ -84,13 +84,18 @@ class ImageFileError(InputError):
         self.path, self.reason = str(path), reason
 
 
-def open_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
+def open_image(
+    path: str | os.PathLike,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    draft: tuple[int, int] | None = None,
+) -> Image.Image:
     """Open and fully decode one image file.
 
     Args:
         path: the image file.
         max_pixels: the largest ``width * height`` accepted (read from the header before decoding);
             ``None`` leaves only PIL's own limit.
+        draft: ``(width, height)`` the caller needs at least: see :func:`decode_image`.
 
     Returns:
         The decoded image (pixels loaded, the file closed).
@@ -118,11 +123,14 @@ def open_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIX
         info = os.fstat(handle.fileno())
         if not stat.S_ISREG(info.st_mode):
             raise ImageFileError(path, f"not a regular file ({_kind(info.st_mode)})")
-        return decode_image(handle, str(path), max_pixels)
+        return decode_image(handle, str(path), max_pixels, draft)
 
 
 def decode_image(
-    source: BinaryIO | bytes, name: str, max_pixels: int | None = DEFAULT_MAX_PIXELS
+    source: BinaryIO | bytes,
+    name: str,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    draft: tuple[int, int] | None = None,
 ) -> Image.Image:
     """Decode an image from an open binary file or from bytes, with the checks of :func:`open_image`.
 
@@ -130,6 +138,10 @@ def decode_image(
         source: a readable binary file object, or the file's bytes.
         name: the file name used in error messages.
         max_pixels: the largest ``width * height`` accepted; ``None`` leaves only PIL's own limit.
+        draft: ``(width, height)`` the caller needs at least, or None. A JPEG is then decoded at the
+            smallest DCT scale (1/1, 1/2, 1/4 or 1/8) that keeps both sides at least this large (PIL's
+            ``Image.draft``): several times faster for small targets (docs/benchmarks.md), and every byte
+            is still decoded, so a truncated or corrupt file fails as before. Other formats: no effect.
 
     Raises:
         InputError: empty, not an image, a decompression bomb, or truncated / corrupt.
@@ -156,6 +168,11 @@ def decode_image(
             f"decompression bomb: the header declares {width}x{height} = {width * height} pixels, "
             f"more than max_pixels={max_pixels}",
         )
+    if draft is not None:
+        full = image.size
+        image.draft(None, draft)
+        if image.size != full:  # the reduced image rounds its sides up: to_array follows the full geometry
+            image.info[ORIGINAL_SIZE] = full
     try:
         image.load()
     except Exception as error:  # truncated data, bad CRC, decoder errors, ...
@@ -164,6 +181,8 @@ def decode_image(
     return image
 
 
+#: ``Image.info`` key: the size of a JPEG before :func:`decode_image` decoded it reduced (``draft``)
+ORIGINAL_SIZE = "clinfonce_original_size"
 #: Modes with an alpha channel (premultiplied ``RGBa`` / ``La`` included).
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 #: 16-bit integer modes.
@@ -235,25 +254,26 @@ def to_array(
     image: Image.Image, image_size: tuple[int, int], channels: int, resize: str, name: str = "image"
 ) -> np.ndarray:
     """Convert a decoded image to ``uint8 [C, H, W]`` of ``image_size = (H, W)`` (rules in the module doc;
-    ``name`` is the file named in errors, see :func:`to_8bit`)."""
+    ``name`` is the file named in errors, see :func:`to_8bit`).
+
+    The resize is torch's antialiased bilinear on ``uint8`` (the same filter as Pillow's ``BILINEAR``, within
+    one level of it, and several times faster: docs/benchmarks.md)."""
+    source_width, source_height = image.info.get(ORIGINAL_SIZE, image.size)
     image = to_8bit(image, name, channels)
     height, width = image_size
+    array = np.array(image, dtype=np.uint8)  # one writable copy, [H, W] or [H, W, C]
+    pixels = torch.from_numpy(array[:, :, None] if array.ndim == 2 else array).permute(2, 0, 1)
     if resize == "stretch":
-        image = image.resize((width, height), Image.Resampling.BILINEAR, reducing_gap=None)
+        size = (height, width)
     else:
-        scale = max(width / image.width, height / image.height)
-        new_w = max(width, round(image.width * scale))
-        new_h = max(height, round(image.height * scale))
-        if (new_w, new_h) != image.size:
-            image = image.resize((new_w, new_h), Image.Resampling.BILINEAR)
-        left, top = (new_w - width) // 2, (new_h - height) // 2
-        image = image.crop((left, top, left + width, top + height))
-    array = np.asarray(image, dtype=np.uint8)  # read-only view of PIL's buffer
-    if array.ndim == 2:
-        array = array[:, :, None]
-    out = np.empty((array.shape[2], height, width), dtype=np.uint8)  # one writable copy, [C, H, W]
-    out[...] = array.transpose(2, 0, 1)
-    return out
+        scale = max(width / source_width, height / source_height)
+        size = (max(height, round(source_height * scale)), max(width, round(source_width * scale)))
+    if size != tuple(pixels.shape[1:]):
+        pixels = torch.nn.functional.interpolate(
+            pixels[None], size=size, mode="bilinear", align_corners=False, antialias=True
+        )[0]
+    top, left = (size[0] - height) // 2, (size[1] - width) // 2
+    return pixels[:, top : top + height, left : left + width].contiguous().numpy()
 
 
 class FileImageLoader:
@@ -266,6 +286,8 @@ class FileImageLoader:
         channels: 3 (RGB) or 1 (grayscale, ``L``).
         resize: ``"center_crop"`` (shorter side to size, then centre crop) or ``"stretch"`` (plain resize).
         max_pixels: decompression-bomb limit (see :func:`open_image`).
+        jpeg_draft: decode JPEGs at a reduced DCT scale that still covers ``image_size`` (see
+            :func:`decode_image`); False decodes every image at full size.
     """
 
     def __init__(
@@ -276,6 +298,7 @@ class FileImageLoader:
         channels: int = 3,
         resize: str = "center_crop",
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        jpeg_draft: bool = True,
     ) -> None:
         check_image_options(channels, resize)
         self.root = Path(root)
@@ -284,12 +307,15 @@ class FileImageLoader:
         self.channels = channels
         self.resize = resize
         self.max_pixels = max_pixels
+        self.jpeg_draft = jpeg_draft
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __call__(self, row: int) -> torch.Tensor:
-        image = open_image(self.root / self.paths[row], self.max_pixels)
+        height, width = self.image_size
+        draft = (width, height) if self.jpeg_draft else None
+        image = open_image(self.root / self.paths[row], self.max_pixels, draft)
         try:
             array = to_array(
                 image, self.image_size, self.channels, self.resize, str(self.root / self.paths[row])
