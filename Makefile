@@ -40,6 +40,8 @@ bench: install
 	$(BIN)/python benchmarks/bench_augment.py
 	$(BIN)/python benchmarks/bench_train_step.py
 	$(BIN)/python benchmarks/bench_probe.py
+	$(BIN)/python benchmarks/bench_loading.py
+	$(BIN)/python benchmarks/bench_kmeans.py
 	if [ -d /usr/share/datasets/fashion-mnist ]; then $(BIN)/python benchmarks/bench_probe.py --fashion-mnist; \
 	else echo 'bench_probe --fashion-mnist skipped: apt-get install dataset-fashion-mnist'; fi
 

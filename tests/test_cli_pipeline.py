@@ -221,6 +221,30 @@ def test_print_config_shows_the_resolved_config_and_trains_nothing(tmp_path, cap
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize(
+    ("argv", "resume"),
+    [
+        (["--config", "shapes", "train.epochs=2", "--no-eval", "train.seed=1"], None),
+        (["train.epochs=2", "--config", "shapes", "--resume", "train.seed=1"], "auto"),
+        (["--config", "shapes", "--resume", "train.epochs=2", "train.seed=1"], "auto"),
+        (
+            ["--config", "shapes", "--resume", "runs/x/last.ckpt", "train.epochs=2", "train.seed=1"],
+            "runs/x/last.ckpt",
+        ),
+    ],
+    ids=["overrides around an option", "before and after", "after a bare --resume", "after --resume FILE"],
+)
+def test_overrides_may_stand_anywhere_among_the_options(capsys, argv, resume) -> None:
+    """As a SLURM script writes them: `srun clinfonce train --config c --resume a=1 b=2`."""
+    assert main(["train", *argv, "--print-config"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert (printed["train"]["epochs"], printed["train"]["seed"], printed["train"]["resume"]) == (
+        2,
+        1,
+        resume,
+    )
+
+
 def test_data_options_lists_types_and_defaults(capsys) -> None:
     assert main(["data", "options", "table"]) == 0
     out = capsys.readouterr().out

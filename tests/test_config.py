@@ -129,3 +129,42 @@ def test_optimizer_follows_the_config() -> None:
     assert [g["weight_decay"] for g in sgd.param_groups] == [1e-4, 0.0]
     adamw = build_optimizer(load_config(None, ["optim.name=adamw", "optim.lr=0.003"]).optim, decay, no_decay)
     assert isinstance(adamw, torch.optim.AdamW) and adamw.param_groups[0]["lr"] == 0.003
+
+
+@pytest.mark.parametrize(
+    ("rule", "expected"),
+    [("none", 0.3), ("linear", 0.3 * 1024 / 256), ("sqrt", 0.3 * 2.0)],
+)
+def test_learning_rate_follows_the_global_batch_as_asked(rule: str, expected: float) -> None:
+    """SimCLR's linear rule (lr x batch / 256) and the square-root rule, for a global batch of 1024."""
+    from clinfonce.training.module import scaled_lr
+
+    optim = load_config(None, ["optim.lr=0.3", f"optim.lr_scaling={rule}"]).optim
+    assert scaled_lr(optim, 1024) == pytest.approx(expected)
+    half = load_config(None, ["optim.lr=0.3", f"optim.lr_scaling={rule}", "optim.lr_reference_batch=512"])
+    assert scaled_lr(half.optim, 512) == pytest.approx(0.3)
+
+
+def test_unknown_lr_scaling_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"optim\.lr_scaling must be one of none, linear, sqrt"):
+        load_config(None, ["optim.lr_scaling=cubic"])
+
+
+def test_auto_precision_is_bf16_mixed_on_cuda_with_bfloat16_only(monkeypatch) -> None:
+    import torch
+
+    from clinfonce.training.engine import resolved_precision
+
+    def train(*overrides: str):
+        return load_config(None, list(overrides)).train
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolved_precision(train()) == "32-true"
+    assert resolved_precision(train("train.precision=16-mixed")) == "16-mixed"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    assert resolved_precision(train()) == "bf16-mixed"
+    assert resolved_precision(train("train.accelerator=cpu")) == "32-true"
+    assert resolved_precision(train("train.precision=32-true")) == "32-true"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)  # e.g. a V100
+    assert resolved_precision(train("train.accelerator=gpu")) == "32-true"

@@ -11,6 +11,7 @@ import dataclasses
 import errno
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -84,8 +85,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 class _Parser(argparse.ArgumentParser):
     """An argument parser whose usage errors are one line (``clinfonce CMD: error: ...``), exit status 2."""
 
+    _intermixing = False
+
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    def parse_known_args(self, args=None, namespace=None):
+        # A command's KEY=VALUE overrides may come before, between or after its options
+        # (`train --config c a=1 --no-eval b=2`); argparse only mixes them when asked. The top-level parser
+        # has sub-commands, which intermixed parsing does not support.
+        if self._intermixing or self._subparsers is not None:
+            return super().parse_known_args(args, namespace)
+        self._intermixing = True
+        try:
+            return super().parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -626,14 +641,23 @@ def _bundled_for(dataset: str | None) -> str | None:
     return dataset if dataset is not None and dataset in _bundled_configs() else None
 
 
+def _looks_like_override(text: str) -> bool:
+    """Whether ``text`` has the shape of a ``section.key=value`` override."""
+    return re.fullmatch(r"[A-Za-z_]\w*(\.\w+)+=.*", text, flags=re.DOTALL) is not None
+
+
 def _run_train(args: argparse.Namespace) -> int:
     from clinfonce.config import config_yaml, load_config
 
+    overrides, resume = list(args.overrides), args.resume
+    if resume is not None and _looks_like_override(resume) and not Path(resume).exists():
+        overrides.append(resume)  # `--resume KEY=VALUE ...`: a bare --resume followed by overrides
+        resume = "auto"
     flags = [
         *(["data.skip_bad=true"] if args.skip_bad else []),
-        *([f"train.resume={json.dumps(args.resume)}"] if args.resume else []),  # quoted: any path is a string
+        *([f"train.resume={json.dumps(resume)}"] if resume else []),  # quoted: any path is a string
     ]
-    config = load_config(args.config, [*args.overrides, *flags])
+    config = load_config(args.config, [*overrides, *flags])
     if args.print_config:
         print(config_yaml(config), end="")
         return 0

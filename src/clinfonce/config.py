@@ -34,7 +34,9 @@ if TYPE_CHECKING:
     from clinfonce.data.dataset import ImageDataset
 
 OPTIMIZERS = ("sgd", "adamw")
-PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "64-true")
+PRECISIONS = ("auto", "32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "64-true")
+#: how optim.lr follows the global batch (optim.batch_size x processes)
+LR_SCALINGS = ("none", "linear", "sqrt")
 
 
 @dataclass
@@ -143,6 +145,10 @@ class OptimConfig:
     weight_decay: float = 1e-4
     #: linear warm-up length in epochs (may be fractional), then cosine decay to 0
     warmup_epochs: float = 1.0
+    #: none: the learning rate is optim.lr whatever the number of processes; linear: optim.lr x global batch /
+    #: lr_reference_batch (SimCLR's rule); sqrt: optim.lr x sqrt(global batch / lr_reference_batch)
+    lr_scaling: str = "none"
+    lr_reference_batch: int = 256
 
 
 @dataclass
@@ -151,7 +157,8 @@ class TrainConfig:
     seed: int = 0
     #: run directory; None = runs/<dataset>-<method>-<time>
     out: str | None = None
-    precision: str = "32-true"
+    #: auto: bf16-mixed when training on CUDA GPUs that support bfloat16, else 32-true; or any of Lightning's
+    precision: str = "auto"
     accelerator: str = "auto"
     devices: int | str = 1
     num_nodes: int = 1
@@ -247,6 +254,8 @@ def resolve(config: Config) -> Config:
         (config.model.width >= 1, "model.width", ">= 1"),
         (config.optim.batch_size >= 2, "optim.batch_size", ">= 2"),
         (config.optim.lr > 0, "optim.lr", "> 0"),
+        (config.optim.lr_scaling in LR_SCALINGS, "optim.lr_scaling", f"one of {', '.join(LR_SCALINGS)}"),
+        (config.optim.lr_reference_batch >= 1, "optim.lr_reference_batch", ">= 1"),
         (0 <= config.optim.momentum < 1, "optim.momentum", "in [0, 1)"),
         (config.optim.weight_decay >= 0, "optim.weight_decay", ">= 0"),
         (config.optim.warmup_epochs >= 0, "optim.warmup_epochs", ">= 0"),

@@ -6,6 +6,7 @@ Each start costs a few seconds per process, so the runs are small (the shapes da
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -150,22 +151,25 @@ def test_torchrun_shards_every_epoch_and_kmeans_reclusters_on_rank_0(tmp_path) -
 
 def test_lightning_launcher_run_evaluates_once_and_resumes(tmp_path) -> None:
     """clinfonce train ... train.devices=2 train.strategy=ddp: trains, checkpoints, evaluates (on rank 0
-    only, one report), and resumes with more epochs."""
+    only, one report), and resumes with more epochs; the learning rate scaled linearly to the global batch."""
     run = tmp_path / "run"
+    scaled = [*SMALL, *TWO_PROCESSES, "optim.lr_scaling=linear"]  # shapes: adamw at lr 0.01
     first = _clinfonce(
-        "train", "--config", "shapes", *SMALL, *TWO_PROCESSES, "train.epochs=1", f"train.out={run}", cwd=tmp_path
-    )  # fmt: skip
+        "train", "--config", "shapes", *scaled, "train.epochs=1", f"train.out={run}", cwd=tmp_path
+    )
     assert first.stdout.count("trained:") == 1 and first.stdout.count("report:") == 1
     assert (
         first.stderr.count("stage 1:") == 2
     )  # "... clusters of N images ..." and its result, from rank 0 only
     metrics = json.loads((run / "metrics.json").read_text())
     assert 0 <= metrics["linear_top1"] <= 100
-    assert (run / "report.md").is_file()
+    trained = json.loads((run / "training.json").read_text())
+    assert trained["global_batch"] == 64 and trained["lr"] == pytest.approx(0.01 * 64 / 256)
+    assert "batch 32 x 2 processes = 64, lr 0.0025" in (run / "report.md").read_text()
     assert json.loads((run / "environment.json").read_text())["processes"]["world_size"] == 2
 
     second = _clinfonce(
-        "train", "--config", "shapes", *SMALL, *TWO_PROCESSES, "train.epochs=2", f"train.out={run}",
+        "train", "--config", "shapes", *scaled, "train.epochs=2", f"train.out={run}",
         "--resume", "--no-eval", cwd=tmp_path,
     )  # fmt: skip
     assert second.stdout.count("trained:") == 1
@@ -204,5 +208,42 @@ def test_torchrun_on_two_nodes(tmp_path) -> None:
         assert agent.returncode == 0, stderr[-4000:]
     assert sum(stdout.count("trained:") for stdout, _ in outputs) == 1
     processes = json.loads((run / "environment.json").read_text())["processes"]
-    assert processes == {"world_size": 2, "num_nodes": 2, "devices_per_node": 1, "strategy": "DDPStrategy"}
+    assert processes == {
+        "world_size": 2,
+        "num_nodes": 2,
+        "devices_per_node": 1,
+        "strategy": "DDPStrategy",
+        "precision": "32-true",  # auto, on CPUs
+    }
+    assert (run / "encoder.pt").is_file()
+
+
+def _slurm_is_up() -> bool:
+    if shutil.which("srun") is None or shutil.which("sinfo") is None:
+        return False
+    state = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=30)
+    return state.returncode == 0 and "idle" in state.stdout
+
+
+@pytest.mark.skipif(not _slurm_is_up(), reason="needs SLURM (srun, and an idle node in sinfo)")
+def test_srun_two_tasks(tmp_path) -> None:
+    """srun starts the two tasks; Lightning reads SLURM's variables (SLURM_PROCID, SLURM_NTASKS, ...)."""
+    run = tmp_path / "run"
+    args = [
+        "train",
+        "--config",
+        "shapes",
+        "--no-eval",
+        *SMALL,
+        *TWO_PROCESSES,
+        "train.epochs=1",
+        f"train.out={run}",
+    ]
+    result = _run(
+        ["srun", "--ntasks", "2", "--ntasks-per-node", "2", sys.executable, "-m", "clinfonce", *args],
+        tmp_path,
+    )
+    assert result.stdout.count("trained:") == 1
+    environment = json.loads((run / "environment.json").read_text())
+    assert environment["processes"]["world_size"] == 2
     assert (run / "encoder.pt").is_file()

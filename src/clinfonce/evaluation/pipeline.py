@@ -256,10 +256,10 @@ def evaluate_checkpoint(
         clusters=run.clusters() if run is not None else None,
         stats=run.cluster_stats() if run is not None else None,
         n_skipped=len(run.skipped()) if run is not None else 0,
-        n_bad_steps=run.training().get("n_bad_steps", 0) if run is not None else 0,
         curve=run.training_curve() if run is not None else None,
         dataset_notes=dataset.aux.notes,
         figures=figures,
+        trained=run.training() if run is not None else None,
     )
     (run or RunDir(out_dir)).write_evaluation(metrics, report, out_dir)
     if run is not None and out_dir is None and config is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,10 @@ def render_run_report(
     clusters: ClusterAssignment | None = None,
     stats: ClusterStats | None = None,
     n_skipped: int = 0,
-    n_bad_steps: int = 0,
     curve: pd.DataFrame | None = None,
     dataset_notes: str = "",
     figures: dict[str, str] | None = None,
+    trained: Mapping[str, Any] | None = None,
 ) -> str:
     """The markdown text of ``report.md``.
 
@@ -34,10 +35,11 @@ def render_run_report(
         clusters: the stage-1 assignment of the training images, if the method used one.
         stats: its statistics against the training labels.
         n_skipped: unreadable images left out of training.
-        n_bad_steps: optimizer steps skipped because their loss or gradient was not finite.
         curve: ``epoch, train_loss`` per epoch.
         dataset_notes: what the dataset says about its auxiliary information.
         figures: caption -> PNG file name beside the report, shown after the numbers.
+        trained: what the run's ``training.json`` recorded (``n_bad_steps``: optimizer steps skipped for a
+            non-finite loss or gradient; ``world_size``, ``lr`` and ``precision`` as resolved).
     """
     lines = [f"# Run report: {name}", ""]
     if "checkpoint" in metrics:
@@ -51,8 +53,8 @@ def render_run_report(
         lines += [
             f"- dataset: `{config.data.name}`; method: `{method.name}`: {about.summary} ({detail}){joint}; "
             f"backbone `{model.backbone}`",
-            f"- {train.epochs} epochs, batch {optim.batch_size}, lr {optim.lr}, seed {train.seed}, "
-            f"precision {train.precision}",
+            f"- {train.epochs} epochs, {_batch_and_lr(optim, trained or {})}, seed {train.seed}, "
+            f"precision {(trained or {}).get('precision', train.precision)}",
         ]
     if dataset_notes:
         lines.append(f"- auxiliary information: {dataset_notes}")
@@ -74,6 +76,7 @@ def render_run_report(
         lines += [f"  - note: {note}" for note in stats.recommendations()]
     if n_skipped:
         lines.append(f"- skipped unreadable images: {n_skipped} (listed in skipped.csv)")
+    n_bad_steps = (trained or {}).get("n_bad_steps", 0)
     if n_bad_steps:
         lines.append(f"- skipped optimizer steps with a non-finite loss or gradient: {n_bad_steps}")
     if curve is not None and len(curve):
@@ -135,3 +138,12 @@ code {{ background: #f4f4f4; padding: 0 0.2rem; }}
 </body>
 </html>
 """
+
+
+def _batch_and_lr(optim: Any, trained: Mapping[str, Any]) -> str:
+    """``batch 128, lr 0.03``, or with several processes ``batch 128 x 2 processes = 256, lr 0.06``."""
+    world = int(trained.get("world_size", 1))
+    batch = f"batch {optim.batch_size}"
+    if world > 1:
+        batch += f" x {world} processes = {optim.batch_size * world}"
+    return f"{batch}, lr {trained.get('lr', optim.lr):g}"

@@ -23,7 +23,7 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from clinfonce._io import atomic_write_with, load_checkpoint
 from clinfonce.clusters import ClusterAssignment, attribute_targets, build_for_dataset, cluster_stats
-from clinfonce.config import Config, hyperparameters
+from clinfonce.config import Config, TrainConfig, hyperparameters
 from clinfonce.data.dataset import ImageDataset
 from clinfonce.data.loaders import train_loader
 from clinfonce.errors import InputError, RunStopped
@@ -106,7 +106,8 @@ def train(
         keep_projections=config.clusters.reclusters and config.clusters.recluster_features == "training",
     )
     module.announce_epochs = not shows_progress_bar(config)  # one line per epoch instead of a bar
-    guard = NonFiniteGuard(run, config.train.max_bad_steps, config.train.precision != "16-mixed")
+    precision = resolved_precision(config.train)
+    guard = NonFiniteGuard(run, config.train.max_bad_steps, precision != "16-mixed")
     if method.needs_stage1 and config.clusters.reclusters:
         callbacks = [Recluster(config.clusters, dataset, rows, run, config.eval.batch_size), *callbacks]
     monitor = knn_monitor(dataset, config.eval.knn_every, config.eval.knn_k[0], config.eval.batch_size)
@@ -162,6 +163,10 @@ def train(
                     "bad_steps": guard.bad_steps,
                     "n_bad_steps": len(guard.bad_steps),
                     "train_seconds": round(module.train_seconds(), 1),
+                    "world_size": trainer.world_size,
+                    "global_batch": config.optim.batch_size * trainer.world_size,
+                    "lr": module.lr,
+                    "precision": precision,
                 }
             )
             save_encoder(module, dataset, run.encoder_path)
@@ -281,6 +286,21 @@ def with_run_dir(config: Config) -> Config:
     return dataclasses.replace(config, train=dataclasses.replace(config.train, out=str(out)))
 
 
+def resolved_precision(train: TrainConfig) -> str:
+    """``train.precision``, where ``auto`` means ``bf16-mixed`` when training on CUDA GPUs that support
+    bfloat16 (``train.accelerator`` gpu/cuda, or auto with a GPU present) and ``32-true`` otherwise."""
+    if train.precision != "auto":
+        return train.precision
+    on_cuda = train.accelerator in ("gpu", "cuda") or (
+        train.accelerator == "auto" and torch.cuda.is_available()
+    )
+    return (
+        "bf16-mixed"
+        if on_cuda and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        else "32-true"
+    )
+
+
 def shows_progress_bar(config: Config) -> bool:
     """``train.progress_bar``, where None means: when the output is a terminal."""
     return sys.stderr.isatty() if config.train.progress_bar is None else config.train.progress_bar
@@ -317,7 +337,7 @@ def build_trainer(
         num_nodes=train.num_nodes,
         strategy=train.strategy,
         use_distributed_sampler=False,  # the train loader shards itself (EpochSeededSampler)
-        precision=train.precision,
+        precision=resolved_precision(train),
         plugins=[AtomicCheckpointIO()],
         callbacks=[
             *saving,
@@ -388,6 +408,7 @@ def _write_run_files(
         "num_nodes": trainer.num_nodes,
         "devices_per_node": trainer.num_devices,
         "strategy": type(trainer.strategy).__name__,
+        "precision": resolved_precision(config.train),
     }
     run.write_environment(environment(config.train.seed, processes), resumed=not fresh)
     table = dataset.table.iloc[rows]

@@ -90,6 +90,7 @@ class ContrastiveModule(L.LightningModule):
         self.projections: ProjectionBank | None = None
         self._bank_rows = n_rows if keep_projections else None
         self.generator: torch.Generator | None = None
+        self.lr = config.optim.lr
         #: mean training loss of every finished epoch (the training curve; kept in checkpoints)
         self.epoch_losses: dict[int, float] = {}
         # the running sum over the current epoch's steps, on the device (no sync per step)
@@ -186,7 +187,18 @@ class ContrastiveModule(L.LightningModule):
         for name, parameter in self.named_parameters():
             # the usual exemption of BatchNorm and bias parameters from weight decay
             (no_decay if parameter.ndim <= 1 or name.endswith(".bias") else decay).append(parameter)
-        optimizer = build_optimizer(self.config.optim, decay, no_decay)
+        global_batch = optim.batch_size * self.trainer.world_size
+        #: the learning rate the optimizer starts from (``optim.lr`` scaled as ``optim.lr_scaling`` says)
+        self.lr = scaled_lr(optim, global_batch)
+        if self.lr != optim.lr:
+            log.info(
+                "learning rate %.4g: optim.lr %g scaled (%s) to the global batch of %d",
+                self.lr,
+                optim.lr,
+                optim.lr_scaling,
+                global_batch,
+            )
+        optimizer = build_optimizer(self.config.optim, decay, no_decay, self.lr)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warmup = min(total - 1, round(optim.warmup_epochs * total / max(1, self.trainer.max_epochs)))
         scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -225,19 +237,29 @@ class ContrastiveModule(L.LightningModule):
         }
 
 
+def scaled_lr(optim: OptimConfig, global_batch: int) -> float:
+    """``optim.lr`` for a global batch of ``global_batch`` images, as ``optim.lr_scaling`` says (``linear``:
+    proportional to ``global_batch / optim.lr_reference_batch``; ``sqrt``: to its square root)."""
+    ratio = global_batch / optim.lr_reference_batch
+    factor = {"none": 1.0, "linear": ratio, "sqrt": math.sqrt(ratio)}[optim.lr_scaling]
+    return optim.lr * factor
+
+
 def build_optimizer(
-    optim: OptimConfig, decay: list[nn.Parameter], no_decay: list[nn.Parameter]
+    optim: OptimConfig, decay: list[nn.Parameter], no_decay: list[nn.Parameter], lr: float | None = None
 ) -> torch.optim.Optimizer:
-    """SGD (Nesterov momentum, the paper's) or AdamW, weight decay only on ``decay``."""
+    """SGD (Nesterov momentum, the paper's) or AdamW, weight decay only on ``decay``, at ``lr`` (default
+    ``optim.lr``)."""
+    lr = optim.lr if lr is None else lr
     groups = [
         {"params": decay, "weight_decay": optim.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
     if optim.name == "adamw":
-        return torch.optim.AdamW(groups, lr=optim.lr)
+        return torch.optim.AdamW(groups, lr=lr)
     if optim.name == "sgd":
         nesterov = optim.nesterov and optim.momentum > 0
-        return torch.optim.SGD(groups, lr=optim.lr, momentum=optim.momentum, nesterov=nesterov)
+        return torch.optim.SGD(groups, lr=lr, momentum=optim.momentum, nesterov=nesterov)
     raise ValueError(f"unknown optimizer {optim.name!r}")
 
 
