@@ -162,7 +162,7 @@ def train(
                     "epoch_loss": {str(e): v for e, v in sorted(module.epoch_losses.items())},
                     "bad_steps": guard.bad_steps,
                     "n_bad_steps": len(guard.bad_steps),
-                    "train_seconds": round(module.train_seconds(), 1),
+                    "train_seconds": round(module.train_seconds(), 3),
                     "world_size": trainer.world_size,
                     "global_batch": config.optim.batch_size * trainer.world_size,
                     "lr": module.lr,
