@@ -231,8 +231,17 @@ def test_print_config_shows_the_resolved_config_and_trains_nothing(tmp_path, cap
             ["--config", "shapes", "--resume", "runs/x/last.ckpt", "train.epochs=2", "train.seed=1"],
             "runs/x/last.ckpt",
         ),
+        (["train.seed=7", "--config", "shapes", "--resume", "train.seed=1", "train.epochs=2"], "auto"),
+        (["--config", "shapes", "--resume", "train.epochs=5", "train.seed=1", "train.epochs=2"], "auto"),
     ],
-    ids=["overrides around an option", "before and after", "after a bare --resume", "after --resume FILE"],
+    ids=[
+        "overrides around an option",
+        "before and after",
+        "after a bare --resume",
+        "after --resume FILE",
+        "the later of two wins",
+        "the one --resume took comes first",
+    ],
 )
 def test_overrides_may_stand_anywhere_among_the_options(capsys, argv, resume) -> None:
     """As a SLURM script writes them: `srun clinfonce train --config c --resume a=1 b=2`."""

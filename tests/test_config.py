@@ -162,9 +162,16 @@ def test_auto_precision_is_bf16_mixed_on_cuda_with_bfloat16_only(monkeypatch) ->
     assert resolved_precision(train()) == "32-true"
     assert resolved_precision(train("train.precision=16-mixed")) == "16-mixed"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    native = {"bf16": True}
+
+    def is_bf16_supported(including_emulation: bool = True) -> bool:
+        return native["bf16"] or including_emulation  # torch's own answer counts emulation by default
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", is_bf16_supported)
     assert resolved_precision(train()) == "bf16-mixed"
     assert resolved_precision(train("train.accelerator=cpu")) == "32-true"
     assert resolved_precision(train("train.precision=32-true")) == "32-true"
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)  # e.g. a V100
+    with pytest.raises(ValueError, match=r"train\.strategy=ddp_fork .*set train\.precision"):
+        resolved_precision(train("train.strategy=ddp_fork"))
+    native["bf16"] = False  # e.g. a V100 or a T4: bf16 only emulated, slow
     assert resolved_precision(train("train.accelerator=gpu")) == "32-true"

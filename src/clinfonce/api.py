@@ -86,7 +86,9 @@ def train(
         dataset = resolved.data.load()
         run = train_run(resolved, dataset=dataset, overwrite=overwrite)
         metrics = None
-        if evaluate and resolved.eval.enabled:
+        from lightning.pytorch.utilities import rank_zero_only
+
+        if evaluate and resolved.eval.enabled and rank_zero_only.rank == 0:  # one evaluation per run
             from clinfonce.evaluation.pipeline import evaluate_checkpoint
 
             metrics = evaluate_checkpoint(run.path, dataset=dataset)
@@ -207,7 +209,8 @@ class Encoder:
             if isinstance(item, Image.Image):
                 arrays.append(to_array(item, self.image_size, self.channels, self.resize))
             else:
-                image = open_image(item)
+                height, width = self.image_size
+                image = open_image(item, draft=(width, height))  # decoded as training decoded its images
                 try:
                     arrays.append(to_array(image, self.image_size, self.channels, self.resize, str(item)))
                 finally:

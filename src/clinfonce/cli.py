@@ -47,6 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``clinfonce`` console command; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     show_progress()
     if not getattr(args, "handler", None):
         parser.print_help()
@@ -651,7 +652,10 @@ def _run_train(args: argparse.Namespace) -> int:
 
     overrides, resume = list(args.overrides), args.resume
     if resume is not None and _looks_like_override(resume) and not Path(resume).exists():
-        overrides.append(resume)  # `--resume KEY=VALUE ...`: a bare --resume followed by overrides
+        # `--resume KEY=VALUE ...`: a bare --resume followed by overrides; the one it took comes first of
+        # those after it (later ones win)
+        given_before = args.argv[: args.argv.index("--resume")] if "--resume" in args.argv else []
+        overrides.insert(sum(map(_looks_like_override, given_before)), resume)
         resume = "auto"
     flags = [
         *(["data.skip_bad=true"] if args.skip_bad else []),

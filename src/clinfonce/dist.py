@@ -21,27 +21,31 @@ def rank() -> int:
     return dist.get_rank() if is_distributed() else 0
 
 
-def gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
+def gather_with_grad(tensor: torch.Tensor, same_size: bool = False) -> torch.Tensor:
     """Concatenate ``tensor`` from every rank along dim 0, in rank order, keeping autograd.
 
     The backward pass sums the incoming gradients across ranks and hands each rank the slice of its own
     input, so a loss on the gathered tensor trains every rank's encoder. Every rank must pass the same
-    shape (checked, with an error naming the sizes).
+    shape (checked, with an error naming the sizes, unless ``same_size`` says the caller knows it: the check
+    costs a collective and a host sync).
 
     Args:
         tensor: ``[n, *]`` on this rank.
+        same_size: skip the size check.
 
     Returns:
         ``[world_size * n, *]``.
     """
     if not is_distributed():
         return tensor
-    _check_equal_sizes(tensor)
+    if not same_size:
+        _check_equal_sizes(tensor)
     return _GatherWithGrad.apply(tensor)
 
 
 class _GatherWithGrad(torch.autograd.Function):
-    """All-gather along dim 0; backward: the incoming gradients summed over ranks, this rank's slice."""
+    """All-gather ``[n, *]`` into ``[world_size * n, *]`` along dim 0; backward: the incoming gradient
+    ``[world_size * n, *]`` summed over ranks, this rank's slice ``[n, *]``."""
 
     @staticmethod
     def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
@@ -52,7 +56,7 @@ class _GatherWithGrad(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        grad = grad.contiguous()
+        grad = grad.clone(memory_format=torch.contiguous_format)  # autograd may hand it to others too
         dist.all_reduce(grad)  # every rank's loss depends on this rank's rows
         return grad[rank() * ctx.rows : (rank() + 1) * ctx.rows]
 

@@ -110,6 +110,19 @@ def _batchnorm_job(rank: int, world: int, x: torch.Tensor, probe: torch.Tensor, 
     }
 
 
+def _low_precision_inputs() -> torch.Tensor:
+    # 2 x 200 x 200 = 80,000 values per channel on each rank: more than float16 can count (65,504)
+    gen = torch.Generator().manual_seed(2)
+    return torch.randn(4, 3, 200, 200, generator=gen) * 2 + 5
+
+
+def _low_precision_job(rank: int, world: int, x: torch.Tensor, dtype: torch.dtype) -> dict:
+    layer = globalise(nn.BatchNorm2d(3))
+    local = x[rank * 2 : (rank + 1) * 2].to(dtype)
+    out = layer(local)
+    return {"out": out.float(), "dtype": out.dtype, "running_var": layer.running_var}
+
+
 _SPEC = ClusterSpec(source="kmeans", k=6, spherical=True, restarts=2, points_per_centroid=30)
 
 
@@ -147,11 +160,15 @@ _SPLITS = {
 }
 
 
+_LOW = (torch.float16, torch.bfloat16)
+
+
 @pytest.fixture(scope="module")
 def two_ranks(tmp_path_factory) -> list[dict]:
     x, probe, reference = _batchnorm_inputs()
     jobs: dict[str, tuple[Callable, tuple]] = {
         "batchnorm": (_batchnorm_job, (x, probe, reference.state_dict())),
+        **{f"batchnorm {dtype}": (_low_precision_job, (_low_precision_inputs(), dtype)) for dtype in _LOW},
         **{f"kmeans {name}": (_kmeans_job, (_kmeans_features(), shares)) for name, shares in _SPLITS.items()},
         **{name: (_kmeans_bad_job, (share, where)) for name, (share, where, _) in _BAD_SHARES.items()},
     }
@@ -177,6 +194,22 @@ def test_global_batchnorm_on_two_processes_is_batchnorm_on_the_whole_batch(two_r
     for r in results:
         torch.testing.assert_close(r["running_mean"], reference.running_mean)
         torch.testing.assert_close(r["running_var"], reference.running_var)
+
+
+@pytest.mark.parametrize("dtype", _LOW, ids=str)
+def test_global_batchnorm_of_half_precision_activations_keeps_float32_statistics(two_ranks, dtype) -> None:
+    """Under mixed precision the activations are float16 / bfloat16; the statistics must not be (a count of
+    80,000 overflows float16). Reference: BatchNorm2d on the float32 batch; the output keeps the input's
+    dtype."""
+    x = _low_precision_inputs()
+    reference = nn.BatchNorm2d(3)
+    expected = reference(x.to(dtype).float())
+    results = [ranks[f"batchnorm {dtype}"] for ranks in two_ranks]
+    assert {r["dtype"] for r in results} == {dtype}
+    out = torch.cat([r["out"] for r in results])
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out, expected, atol=0.05, rtol=0.01)  # the output's own rounding
+    torch.testing.assert_close(results[0]["running_var"], reference.running_var, rtol=1e-4, atol=1e-5)
 
 
 def test_global_batchnorm_in_one_process_and_in_eval_is_batchnorm() -> None:

@@ -151,7 +151,8 @@ def test_torchrun_shards_every_epoch_and_kmeans_reclusters_on_rank_0(tmp_path) -
 
 def test_lightning_launcher_run_evaluates_once_and_resumes(tmp_path) -> None:
     """clinfonce train ... train.devices=2 train.strategy=ddp: trains, checkpoints, evaluates (on rank 0
-    only, one report), and resumes with more epochs; the learning rate scaled linearly to the global batch."""
+    only, one report), and resumes with more epochs; the learning rate scaled linearly to the global batch.
+    One process cannot resume it."""
     run = tmp_path / "run"
     scaled = [*SMALL, *TWO_PROCESSES, "optim.lr_scaling=linear"]  # shapes: adamw at lr 0.01
     first = _clinfonce(
@@ -176,6 +177,16 @@ def test_lightning_launcher_run_evaluates_once_and_resumes(tmp_path) -> None:
     losses = json.loads((run / "training.json").read_text())["epoch_loss"]
     assert list(losses) == ["0", "1"]
     assert json.loads((run / "environment.resumed.json").read_text())["processes"]["world_size"] == 2
+
+    # its checkpoint cannot continue in one process: the global batch and the epoch's steps would change
+    one = subprocess.run(
+        [sys.executable, "-m", "clinfonce", "train", "--config", "shapes", *SMALL, "optim.lr_scaling=linear",
+         f"train.out={tmp_path / 'one'}", "--resume", str(run / "checkpoints" / "last.ckpt")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert one.returncode == 2 and "Traceback" not in one.stderr
+    assert "was trained by 2 process(es), this start has 1" in one.stderr
+    assert not (tmp_path / "one" / "encoder.pt").exists()
 
 
 def _free_port() -> int:

@@ -140,7 +140,7 @@ def decode_image(
         max_pixels: the largest ``width * height`` accepted; ``None`` leaves only PIL's own limit.
         draft: ``(width, height)`` the caller needs at least, or None. A JPEG is then decoded at the
             smallest DCT scale (1/1, 1/2, 1/4 or 1/8) that keeps both sides at least this large (PIL's
-            ``Image.draft``): several times faster for small targets (docs/benchmarks.md), and every byte
+            ``Image.draft``): about 1.8x faster at 32 px (docs/benchmarks.md), and every byte
             is still decoded, so a truncated or corrupt file fails as before. Other formats: no effect.
 
     Raises:
@@ -172,7 +172,7 @@ def decode_image(
         full = image.size
         image.draft(None, draft)
         if image.size != full:  # the reduced image rounds its sides up: to_array follows the full geometry
-            image.info[ORIGINAL_SIZE] = full
+            image.info[ORIGINAL_SIZE] = (full, image.size)
     try:
         image.load()
     except Exception as error:  # truncated data, bad CRC, decoder errors, ...
@@ -181,8 +181,19 @@ def decode_image(
     return image
 
 
-#: ``Image.info`` key: the size of a JPEG before :func:`decode_image` decoded it reduced (``draft``)
+#: ``Image.info`` key: ``(full size, reduced size)`` of a JPEG :func:`decode_image` decoded reduced
 ORIGINAL_SIZE = "clinfonce_original_size"
+
+
+def _geometry(image: Image.Image) -> tuple[int, int]:
+    """``(width, height)`` whose shape a crop of ``image`` follows: the full size of a JPEG decoded reduced
+    (while the image still has the reduced size it was decoded at), else its own size."""
+    sizes = image.info.get(ORIGINAL_SIZE)
+    if isinstance(sizes, tuple) and len(sizes) == 2 and tuple(sizes[1]) == image.size:
+        return tuple(sizes[0])
+    return image.size
+
+
 #: Modes with an alpha channel (premultiplied ``RGBa`` / ``La`` included).
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 #: 16-bit integer modes.
@@ -257,8 +268,8 @@ def to_array(
     ``name`` is the file named in errors, see :func:`to_8bit`).
 
     The resize is torch's antialiased bilinear on ``uint8`` (the same filter as Pillow's ``BILINEAR``, within
-    one level of it, and several times faster: docs/benchmarks.md)."""
-    source_width, source_height = image.info.get(ORIGINAL_SIZE, image.size)
+    one level of it, and 1.2-1.5x faster end to end: docs/benchmarks.md)."""
+    source_width, source_height = _geometry(image)
     image = to_8bit(image, name, channels)
     height, width = image_size
     array = np.array(image, dtype=np.uint8)  # one writable copy, [H, W] or [H, W, C]

@@ -17,6 +17,9 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from clinfonce.dist import gather_with_grad, is_distributed, world_size
 
+#: activations whose statistics are computed in float32 (under mixed precision)
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
 
 class GlobalBatchNorm(_BatchNorm):
     """Batch norm of ``[B, C, *]`` inputs over the batch of every process; outside training, or with a single
@@ -30,12 +33,16 @@ class GlobalBatchNorm(_BatchNorm):
         if not (self.training and is_distributed() and world_size() > 1):
             return super().forward(input)
         self._check_input_dim(input)
+        with torch.autocast(input.device.type, enabled=False):  # statistics in float32 at least, as torch's
+            return self._normalise(input.float() if input.dtype in _LOW_PRECISION else input).to(input.dtype)
+
+    def _normalise(self, input: Tensor) -> Tensor:
+        """``input`` ``[B, C, *]`` (float32 or float64) normalised with the global batch's statistics."""
         dims = [0, *range(2, input.dim())]
         count = input.numel() // input.shape[1]
-        mean = input.mean(dims)
-        var = input.var(dims, correction=0)
+        var, mean = torch.var_mean(input, dims, correction=0)
         # [world, 3, C]: every process's count, mean and (biased) variance per channel
-        stats = gather_with_grad(torch.stack([torch.full_like(mean, count), mean, var])[None])
+        stats = gather_with_grad(torch.stack([torch.full_like(mean, count), mean, var])[None], same_size=True)
         counts, means, variances = stats.unbind(1)
         total = counts.sum(0)
         global_mean = (counts * means).sum(0) / total
@@ -50,7 +57,7 @@ class GlobalBatchNorm(_BatchNorm):
         shape = (1, -1, *([1] * (input.dim() - 2)))
         out = (input - global_mean.view(shape)) * torch.rsqrt(global_var.view(shape) + self.eps)
         if self.affine:
-            out = out * self.weight.view(shape) + self.bias.view(shape)
+            out = out * self.weight.view(shape).to(out.dtype) + self.bias.view(shape).to(out.dtype)
         return out
 
 

@@ -116,6 +116,12 @@ def train(
     # this process's rank, and only global rank 0 checks the start, holds the lock and writes the run's files.
     resume = resume_point(config)
     trainer = build_trainer(config, run, extra, resume.step if resume else None)
+    if resume is not None and resume.world_size not in (None, trainer.world_size):
+        raise InputError(
+            f"{resume.path} was trained by {resume.world_size} process(es), this start has "
+            f"{trainer.world_size}: resume with as many (train.devices x train.num_nodes), since the global "
+            "batch and the steps of an epoch depend on it"
+        )
     writer = trainer.is_global_zero
     with run.lock() if writer else contextlib.nullcontext():
         if writer:
@@ -180,6 +186,8 @@ class _Resume:
     path: Path
     step: int
     epoch: int
+    #: processes that trained it (None: a checkpoint from before this was recorded)
+    world_size: int | None = None
 
     def batches_done(self, batches_per_epoch: int) -> int:
         """Batches of the checkpoint's epoch already trained (0 for a checkpoint from an epoch's end)."""
@@ -255,7 +263,8 @@ def resume_point(config: Config) -> _Resume | None:
         raise InputError(
             f"{path}: not a training checkpoint (no global_step); resume from a run's checkpoints/"
         )
-    return _Resume(path, step, epoch)
+    world_size = payload.get("clinfonce_processes", {}).get("world_size")
+    return _Resume(path, step, epoch, world_size if isinstance(world_size, int) else None)
 
 
 def _clear(run: RunDir) -> None:
@@ -279,26 +288,37 @@ def with_run_dir(config: Config) -> Config:
             if out == config.train.out
             else dataclasses.replace(config, train=dataclasses.replace(config.train, out=out))
         )
-    if config.train.num_nodes > 1 or str(config.train.devices) not in ("1", "auto"):
-        raise InputError("multi-process runs need train.out (every process must write to the same directory)")
+    if config.train.num_nodes > 1 or str(config.train.devices) != "1":  # "auto" and -1 may be several too
+        raise InputError(
+            "runs on several devices need train.out (every process must write to the same directory)"
+        )
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
     out = Path(f"runs/{config.data.name}-{config.method.name}-{stamp}").absolute()
     return dataclasses.replace(config, train=dataclasses.replace(config.train, out=str(out)))
 
 
 def resolved_precision(train: TrainConfig) -> str:
-    """``train.precision``, where ``auto`` means ``bf16-mixed`` when training on CUDA GPUs that support
-    bfloat16 (``train.accelerator`` gpu/cuda, or auto with a GPU present) and ``32-true`` otherwise."""
+    """``train.precision``, where ``auto`` means ``bf16-mixed`` when training on CUDA GPUs with native
+    bfloat16 (Ampere and later; ``train.accelerator`` gpu/cuda, or auto with a GPU present) and ``32-true``
+    otherwise.
+
+    Raises:
+        InputError: ``auto`` with a strategy that forks the training processes (``ddp_fork``,
+            ``ddp_notebook``): asking the GPU would initialise CUDA before the fork, which CUDA forbids.
+    """
     if train.precision != "auto":
         return train.precision
     on_cuda = train.accelerator in ("gpu", "cuda") or (
         train.accelerator == "auto" and torch.cuda.is_available()
     )
-    return (
-        "bf16-mixed"
-        if on_cuda and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-        else "32-true"
-    )
+    if not (on_cuda and torch.cuda.is_available()):
+        return "32-true"
+    if "fork" in train.strategy or "notebook" in train.strategy:
+        raise InputError(
+            f"train.precision=auto cannot be resolved with train.strategy={train.strategy} (it would initialise "
+            "CUDA before the processes fork): set train.precision, e.g. bf16-mixed or 16-mixed"
+        )
+    return "bf16-mixed" if torch.cuda.is_bf16_supported(including_emulation=False) else "32-true"
 
 
 def shows_progress_bar(config: Config) -> bool:

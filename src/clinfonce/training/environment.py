@@ -14,7 +14,7 @@ import torch
 _PACKAGES = ("clinfonce", "torch", "torchvision", "lightning", "numpy", "pandas", "scikit-learn", "faiss-cpu")
 
 
-def environment(seed: int, processes: dict[str, Any] | None = None) -> dict[str, Any]:
+def environment(seed: int, processes: dict[str, Any]) -> dict[str, Any]:
     """Seed, command line, time, host, Python and package versions, the accelerators seen and, as
     ``processes``, how many processes train together (``world_size``, ``num_nodes``, ...)."""
     versions = {}
@@ -34,5 +34,5 @@ def environment(seed: int, processes: dict[str, Any] | None = None) -> dict[str,
         "cuda": torch.version.cuda if torch.cuda.is_available() else None,
         "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
         "cpu_threads": torch.get_num_threads(),
-        "processes": dict(processes or {"world_size": 1}),
+        "processes": dict(processes),
     }

@@ -209,6 +209,8 @@ class ContrastiveModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # Plain data only, so checkpoints load with torch.load(weights_only=True).
         checkpoint["clinfonce"] = self.describe()
+        # a resume must have as many processes: the global batch and an epoch's steps depend on it
+        checkpoint["clinfonce_processes"] = {"world_size": self.trainer.world_size}
         # the curve so far and the running sum of an unfinished epoch, so a resumed run's curve is exact
         checkpoint["clinfonce_loss"] = {
             "epochs": dict(self.epoch_losses),

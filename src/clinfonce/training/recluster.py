@@ -70,10 +70,10 @@ class Recluster(Callback):
         if self._epoch_started is not None:
             self._last_epoch_seconds = time.perf_counter() - self._epoch_started
         if self.due(epoch) and self.clustered_epoch != epoch:  # a mid-epoch resume keeps its clusters
-            self._recluster(trainer, module, epoch)
+            self._recluster(module, epoch)
         self._epoch_started = time.perf_counter()
 
-    def _recluster(self, trainer: L.Trainer, module: L.LightningModule, epoch: int) -> None:
+    def _recluster(self, module: L.LightningModule, epoch: int) -> None:
         started = time.perf_counter()
         share, positions, source, older = self._features(module, epoch)
         ids, assignment = kmeans_across_ranks(
@@ -193,7 +193,7 @@ def kmeans_across_ranks(
                 max_points_per_centroid=spec.points_per_centroid,
             )
             ids.copy_(torch.from_numpy(assignment.ids))
-        except ValueError as error:  # e.g. non-finite features of a diverged model (InputError)
+        except Exception as error:  # e.g. non-finite features of a diverged model (InputError), memory
             failure = error
     # every rank learns of a failure on rank 0 and raises it, instead of waiting for ids that never come
     message = broadcast_object(None if failure is None else f"{type(failure).__name__}: {failure}")
