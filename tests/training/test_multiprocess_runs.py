@@ -149,6 +149,39 @@ def test_torchrun_shards_every_epoch_and_kmeans_reclusters_on_rank_0(tmp_path) -
     )
 
 
+_POISON_SCRIPT = textwrap.dedent(
+    """
+    import sys
+
+    import lightning as L
+
+    from clinfonce.config import load_config
+    from clinfonce.training.engine import train
+
+
+    class PoisonRankOne(L.Callback):  # a gradient overflow on one process only, after DDP's all-reduce
+        def on_after_backward(self, trainer, module):
+            if trainer.global_step == 2 and trainer.global_rank == 1:
+                next(module.parameters()).grad.fill_(float("nan"))
+
+
+    train(load_config("shapes", sys.argv[1:]), callbacks=[PoisonRankOne()])
+    """
+)
+
+
+def test_a_bad_step_on_one_process_is_skipped_by_all(tmp_path) -> None:
+    """The non-finite check decides for every process alike: a NaN gradient on rank 1 only makes both skip
+    step 2 (were only rank 1 to skip, the copies of the model would drift apart; were it to stop alone, the
+    other would wait for it forever)."""
+    script = tmp_path / "train_poisoned.py"
+    script.write_text(_POISON_SCRIPT)
+    run = tmp_path / "run"
+    settings = [*SMALL, *TWO_PROCESSES, "train.epochs=1", "train.max_bad_steps=1", f"train.out={run}"]
+    _run([*_torchrun("--standalone", "--nproc_per_node", "2", str(script)), *settings], tmp_path)
+    assert json.loads((run / "training.json").read_text())["bad_steps"] == [2]
+
+
 def test_lightning_launcher_run_evaluates_once_and_resumes(tmp_path) -> None:
     """clinfonce train ... train.devices=2 train.strategy=ddp: trains, checkpoints, evaluates (on rank 0
     only, one report), and resumes with more epochs; the learning rate scaled linearly to the global batch.
@@ -187,6 +220,29 @@ def test_lightning_launcher_run_evaluates_once_and_resumes(tmp_path) -> None:
     assert one.returncode == 2 and "Traceback" not in one.stderr
     assert "was trained by 2 process(es), this start has 1" in one.stderr
     assert not (tmp_path / "one" / "encoder.pt").exists()
+
+
+def test_two_processes_resume_in_the_middle_of_an_epoch_exactly(tmp_path) -> None:
+    """A 2-process run continued from a checkpoint saved after step 3 of 4 (epoch 0) ends with bitwise the
+    weights of the uninterrupted run: each process skips exactly its share of the 3 trained batches."""
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    same = ["train", "--config", "shapes", "--no-eval", *SMALL, *TWO_PROCESSES, "train.epochs=2"]
+    _clinfonce(*same, "train.checkpoint_every_n_steps=3", f"train.out={straight}", cwd=tmp_path)
+    (step_3,) = (straight / "checkpoints").glob("step00000003*.ckpt")
+    _clinfonce(
+        *same,
+        "train.checkpoint_every_n_steps=3",
+        f"train.out={resumed}",
+        "--resume",
+        str(step_3),
+        cwd=tmp_path,
+    )
+    a = torch.load(straight / "encoder.pt", weights_only=True)["state_dict"]
+    b = torch.load(resumed / "encoder.pt", weights_only=True)["state_dict"]
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    losses = [json.loads((run / "training.json").read_text())["epoch_loss"] for run in (straight, resumed)]
+    assert losses[0] == losses[1]
 
 
 def _free_port() -> int:

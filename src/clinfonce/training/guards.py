@@ -58,7 +58,10 @@ class NonFiniteGuard(Callback):
         finite = finite_loss
         if self.check_gradients and params:
             finite = finite & torch.isfinite(torch.nn.utils.get_total_norm([p.grad for p in params]))
-        if bool(finite):  # the one device sync of the check
+        ok = bool(finite)  # the one device sync of the check
+        if trainer.world_size > 1:  # every process decides alike: all skip, or all stop (and checkpoint)
+            ok = trainer.strategy.reduce_boolean_decision(ok, all=True)
+        if ok:
             return
         step = trainer.global_step
         if len(self.bad_steps) < self.max_bad_steps:

@@ -95,7 +95,8 @@ class ContrastiveModule(L.LightningModule):
         self.epoch_losses: dict[int, float] = {}
         # the running sum over the current epoch's steps, on the device (no sync per step)
         self._loss_sum: Tensor | None = None
-        self._loss_epoch, self._loss_steps = 0, 0
+        # steps summed on this process (a float: a resume hands each process an equal share of the total)
+        self._loss_epoch, self._loss_steps = 0, 0.0
         #: log one line per finished epoch (loss, seconds): for logs and pipes, where a bar writes frames
         self.announce_epochs = False
         self._epoch_started = time.perf_counter()
@@ -178,7 +179,7 @@ class ContrastiveModule(L.LightningModule):
         total = self.trainer.strategy.reduce(total, reduce_op="sum") if self.trainer.world_size > 1 else total
         mean = float(total[0] / total[1])
         self.epoch_losses[self._loss_epoch] = mean
-        self._loss_sum, self._loss_steps = None, 0
+        self._loss_sum, self._loss_steps = None, 0.0
         return mean
 
     def configure_optimizers(self):
@@ -215,8 +216,7 @@ class ContrastiveModule(L.LightningModule):
         checkpoint["clinfonce_loss"] = {
             "epochs": dict(self.epoch_losses),
             "epoch": self._loss_epoch,
-            "sum": 0.0 if self._loss_sum is None else float(self._loss_sum),
-            "steps": self._loss_steps,
+            **self._unfinished_epoch_over_ranks(),
             "train_seconds": self.train_seconds(),
         }
 
@@ -224,8 +224,22 @@ class ContrastiveModule(L.LightningModule):
         state = checkpoint.get("clinfonce_loss", {})
         self._seconds_before = float(state.get("train_seconds", 0.0))
         self.epoch_losses = {int(k): float(v) for k, v in state.get("epochs", {}).items()}
-        self._loss_epoch, self._loss_steps = int(state.get("epoch", 0)), int(state.get("steps", 0))
-        self._loss_sum = torch.tensor(float(state.get("sum", 0.0))) if self._loss_steps else None
+        # the sum is over every process of the run: each takes an equal share, so the epoch's reduction
+        # adds them up again (a resume has as many processes: the engine checks it)
+        world = self.trainer.world_size if self._trainer is not None else 1
+        self._loss_epoch, self._loss_steps = int(state.get("epoch", 0)), float(state.get("steps", 0)) / world
+        self._loss_sum = torch.tensor(float(state.get("sum", 0.0)) / world) if self._loss_steps else None
+
+    def _unfinished_epoch_over_ranks(self) -> dict[str, float]:
+        """``sum`` and ``steps`` of the unfinished epoch's losses, added over every process (a collective:
+        Lightning builds a checkpoint on every process)."""
+        partial = torch.tensor(
+            [0.0 if self._loss_sum is None else float(self._loss_sum), float(self._loss_steps)],
+            device=self.device,
+        )
+        if self._trainer is not None and self.trainer.world_size > 1:
+            partial = self.trainer.strategy.reduce(partial, reduce_op="sum")
+        return {"sum": float(partial[0]), "steps": float(partial[1])}
 
     def describe(self) -> dict:
         """What rebuilds and feeds the encoder besides its weights: the model settings and the input pipeline
