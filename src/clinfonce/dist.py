@@ -61,11 +61,12 @@ class _GatherWithGrad(torch.autograd.Function):
         return grad[rank() * ctx.rows : (rank() + 1) * ctx.rows]
 
 
-def gather_no_grad(tensor: torch.Tensor) -> torch.Tensor:
+def gather_no_grad(tensor: torch.Tensor, same_size: bool = False) -> torch.Tensor:
     """Like :func:`gather_with_grad` for tensors that need no gradient (labels, ids, masks)."""
     if not is_distributed():
         return tensor
-    _check_equal_sizes(tensor)
+    if not same_size:
+        _check_equal_sizes(tensor)
     parts = [torch.empty_like(tensor) for _ in range(world_size())]
     dist.all_gather(parts, tensor.contiguous())
     return torch.cat(parts, dim=0)

@@ -16,18 +16,9 @@ from clinfonce.data.synthetic import shapes_dataset
 from clinfonce.features import extract_features
 from clinfonce.models import Encoder
 from clinfonce.training.engine import train
+from tiny_runs import TINY_SHAPES
 
-SETTINGS = [
-    "data.options.n_train=256",
-    "data.options.n_test=64",
-    "data.options.seed=4",
-    "model.width=8",
-    "model.head_dim=16",
-    "optim.batch_size=32",
-    "train.progress_bar=false",
-    "clusters.source=kmeans",
-    "clusters.k=12",
-]
+SETTINGS = [*TINY_SHAPES, "clusters.source=kmeans", "clusters.k=12"]
 
 
 @pytest.fixture(scope="module")

@@ -19,18 +19,9 @@ import pytest
 import torch
 
 from clinfonce.data.synthetic import shapes_dataset
+from tiny_runs import TINY_SHAPES
 
-SMALL = [
-    "data.options.n_train=256",
-    "data.options.n_test=64",
-    "data.options.seed=4",
-    "model.width=8",
-    "model.head_dim=16",
-    "optim.batch_size=32",
-    "train.progress_bar=false",
-    "train.accelerator=cpu",
-    "eval.probe_epochs=2",
-]
+SMALL = [*TINY_SHAPES, "train.accelerator=cpu", "eval.probe_epochs=2"]
 TWO_PROCESSES = ["train.devices=2", "train.strategy=ddp"]
 
 

@@ -26,15 +26,11 @@ from clinfonce.evaluation.pipeline import evaluate_checkpoint
 from clinfonce.evaluation.report import render_run_report
 from clinfonce.run import RunDir, checkpoint_step
 from clinfonce.training.engine import train
+from tiny_runs import TINY_SHAPES
 
 TINY = [
-    "data.options.n_train=256",
-    "data.options.n_test=64",
+    *TINY_SHAPES,
     "data.options.seed=3",
-    "model.width=8",
-    "model.head_dim=16",
-    "optim.batch_size=32",
-    "train.progress_bar=false",
     "train.log_every_n_steps=1",
     "eval.probe_epochs=10",
     "eval.knn_k=[5]",

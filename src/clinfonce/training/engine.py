@@ -172,7 +172,7 @@ def train(
                     "world_size": trainer.world_size,
                     "global_batch": config.optim.batch_size * trainer.world_size,
                     "lr": module.lr,
-                    "precision": precision,
+                    "precision": trainer.precision,
                 }
             )
             save_encoder(module, dataset, run.encoder_path)
@@ -428,7 +428,7 @@ def _write_run_files(
         "num_nodes": trainer.num_nodes,
         "devices_per_node": trainer.num_devices,
         "strategy": type(trainer.strategy).__name__,
-        "precision": resolved_precision(config.train),
+        "precision": trainer.precision,
     }
     run.write_environment(environment(config.train.seed, processes), resumed=not fresh)
     table = dataset.table.iloc[rows]

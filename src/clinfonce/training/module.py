@@ -135,8 +135,10 @@ class ContrastiveModule(L.LightningModule):
             flat = flat.contiguous(memory_format=torch.channels_last)
         loss, z = self.objective(self.encoder, flat, n, v, labels, rows, self.cluster_ids[rows])
         if self._bank_rows is not None and z is not None:
-            # every rank takes part in the gather; rank 0 keeps the rows
-            shown_rows, shown = gather_no_grad(rows), gather_no_grad(z[:, 0].detach())
+            # every rank takes part in the gather; rank 0 keeps the rows (the sampler gives every rank
+            # batches of one size, and the loss has gathered this batch already: no size check per step)
+            shown_rows = gather_no_grad(rows, same_size=True)
+            shown = gather_no_grad(z[:, 0].detach(), same_size=True)
             if self.projections is not None:
                 self.projections.record(shown_rows, shown, self.current_epoch)
         # the step value is this rank's (no all-reduce on the hot path); the epoch mean is reduced once per epoch
