@@ -23,6 +23,17 @@ def test_nothing_to_embed_gives_an_empty_matrix_of_the_right_width(encoder) -> N
     assert encoder.embed([], projection=True).shape == (0, 16)
 
 
+def test_features_of_no_rows_have_the_width_of_what_was_asked(encoder) -> None:
+    """`clinfonce embed --projection` of an empty split: the head's width, not the backbone's."""
+    from clinfonce.data.synthetic import shapes_dataset
+    from clinfonce.features import extract_features
+
+    data = shapes_dataset(n_train=8, n_test=4, seed=0)
+    none = np.zeros(0, dtype=np.int64)
+    assert extract_features(encoder.network, data, none, encoder.transform).shape == (0, 32)
+    assert extract_features(encoder.network, data, none, encoder.transform, projection=True).shape == (0, 16)
+
+
 def test_a_batch_equals_the_network_on_the_transformed_images(encoder) -> None:
     images = torch.randint(0, 256, (3, 3, 30, 30), dtype=torch.uint8)
     with torch.no_grad():

@@ -71,7 +71,10 @@ def train(
         overwrite: replace a run already in ``train.out``.
         verbose: print progress (stage 1, one line per epoch, evaluation) on stderr.
     """
+    from lightning.pytorch.utilities import rank_zero_only
+
     from clinfonce.config import load_config
+    from clinfonce.training.engine import check_start, launched_as_rank_zero
     from clinfonce.training.engine import train as train_run
 
     items = dict(overrides) if isinstance(overrides, Mapping) else list(overrides or [])
@@ -83,11 +86,11 @@ def train(
             resolved, train=dataclasses.replace(resolved.train, progress_bar=False)
         )
     with library_output(verbose):
+        if launched_as_rank_zero():  # before the dataset is read: a refused start fails fast
+            check_start(resolved, overwrite)
         dataset = resolved.data.load()
         run = train_run(resolved, dataset=dataset, overwrite=overwrite)
         metrics = None
-        from lightning.pytorch.utilities import rank_zero_only
-
         if evaluate and resolved.eval.enabled and rank_zero_only.rank == 0:  # one evaluation per run
             from clinfonce.evaluation.pipeline import evaluate_checkpoint
 
@@ -178,18 +181,12 @@ class Encoder:
         Returns:
             ``float32 [N, D]``: backbone features (D = :attr:`dim`), or head outputs with ``projection``.
         """
-        device = next(self.network.parameters()).device
-        chunks = []
-        for start in range(0, len(images), batch_size):
-            batch = self._as_uint8(images[start : start + batch_size]).to(device)
-            inputs = self.transform(batch)
-            out = self.network(inputs) if projection else self.network.features(inputs)
-            chunks.append(out.float().cpu())
-        if not chunks:
-            return np.zeros(
-                (0, self.network.head.net[-1].out_features if projection else self.dim), np.float32
-            )
-        return torch.cat(chunks).numpy()
+        from clinfonce.features import embed_batches
+
+        batches = (
+            self._as_uint8(images[start : start + batch_size]) for start in range(0, len(images), batch_size)
+        )
+        return embed_batches(self.network, batches, self.transform, projection)
 
     def _as_uint8(self, images: Any) -> torch.Tensor:
         """A batch as ``uint8 [B, C, H, W]``."""

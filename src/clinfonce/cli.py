@@ -667,21 +667,16 @@ def _run_train(args: argparse.Namespace) -> int:
         return 0
     from lightning.pytorch.utilities import rank_zero_only
 
-    from clinfonce.evaluation.pipeline import evaluate_checkpoint
-    from clinfonce.training.engine import check_start, launched_as_rank_zero, train
+    from clinfonce.api import train
+    from clinfonce.run import RunDir
 
-    quiet_lightning()
-    if launched_as_rank_zero():  # before the dataset is read: a refused start fails fast
-        check_start(config, args.overwrite)
-    dataset = config.data.load()
-    run = train(config, dataset=dataset, overwrite=args.overwrite)
+    run = train(config, evaluate=not args.no_eval, overwrite=args.overwrite, verbose=True)
     if rank_zero_only.rank != 0:  # the other processes of a multi-process run stop after training
         return 0
-    print(f"trained: {run.path}")
-    if config.eval.enabled and not args.no_eval:  # one evaluation per run, by global rank 0
-        metrics = evaluate_checkpoint(run.path, dataset=dataset)
-        print(_metrics_line(metrics))
-        print(f"report: {run.path / run.REPORT}")
+    print(f"trained: {run.dir}")
+    if run.metrics is not None:  # one evaluation per run, by global rank 0
+        print(_metrics_line(run.metrics))
+        print(f"report: {run.dir / RunDir.REPORT}")
     return 0
 
 

@@ -3,6 +3,8 @@ re-clusters during training."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 import torch
 
@@ -12,7 +14,6 @@ from clinfonce.data.loaders import eval_loader
 from clinfonce.models import Encoder
 
 
-@torch.no_grad()
 def extract_features(
     encoder: Encoder,
     dataset: ImageDataset,
@@ -23,14 +24,27 @@ def extract_features(
     projection: bool = False,
 ) -> np.ndarray:
     """``float32 [len(rows), F]`` backbone features (or head outputs with ``projection``) in eval mode."""
+    batches = (images for images, _, _ in eval_loader(dataset, rows, batch_size, workers))
+    return embed_batches(encoder, batches, transform, projection)
+
+
+@torch.no_grad()
+def embed_batches(
+    encoder: Encoder, batches: Iterable[torch.Tensor], transform: EvalTransform, projection: bool = False
+) -> np.ndarray:
+    """``float32 [N, F]`` of ``uint8 [B, C, H, W]`` batches (N images in all), in eval mode: backbone features
+    (``F = encoder.feature_dim``) or head outputs with ``projection`` (``F = encoder.head_dim``); ``[0, F]``
+    for no batch."""
     device = next(encoder.parameters()).device
     was_training = encoder.training
     encoder.eval()
     chunks = []
-    for images, _, _ in eval_loader(dataset, rows, batch_size, workers):
-        inputs = transform(images.to(device))
-        chunks.append((encoder(inputs) if projection else encoder.features(inputs)).float().cpu())
-    encoder.train(was_training)
+    try:
+        for images in batches:
+            inputs = transform(images.to(device))
+            chunks.append((encoder(inputs) if projection else encoder.features(inputs)).float().cpu())
+    finally:
+        encoder.train(was_training)
     if not chunks:
-        return np.zeros((0, encoder.feature_dim), dtype=np.float32)
+        return np.zeros((0, encoder.output_dim(projection)), dtype=np.float32)
     return torch.cat(chunks).numpy()

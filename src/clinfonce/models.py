@@ -179,7 +179,12 @@ class Encoder(nn.Module):
     ) -> None:
         super().__init__()
         self.backbone, self.feature_dim = build_backbone(backbone, small_images, width)
+        self.head_dim = head_dim
         self.head = ProjectionHead(self.feature_dim, self.feature_dim, head_dim)
+
+    def output_dim(self, projection: bool = False) -> int:
+        """Size of :meth:`features` (``F``), or with ``projection`` of :meth:`forward` (``head_dim``)."""
+        return self.head_dim if projection else self.feature_dim
 
     def features(self, images: Tensor) -> Tensor:
         """``[B, 3, H, W] -> [B, F]``."""

@@ -595,6 +595,12 @@ class ContrastiveAugment(_Transform):
         dest = out.view(n, 3, size, size)
         torch.sub(x, self.mean.to(x.device), out=dest).div_(self.std.to(x.device))
 
+    def eval_transform(self) -> EvalTransform:
+        """The evaluation transform of the same size and normalisation (resize and normalise only), on this
+        augmentation's device: how the features of the training images are taken during training."""
+        transform = EvalTransform(self.image_size, self.mean.flatten().tolist(), self.std.flatten().tolist())
+        return transform.to(self.mean.device)
+
     def forward(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n_views`` augmented, normalised views of every image.
 

@@ -245,18 +245,17 @@ def evaluate_checkpoint(
     out = Path(out_dir) if out_dir is not None else run.path
     out.mkdir(parents=True, exist_ok=True)
     clusters = run.clusters() if run is not None else None
+    curve = run.training_curve() if run is not None else None
     row_clusters = run.row_clusters(len(dataset)) if run is not None else np.full(len(dataset), -1)
-    figures = draw_run_figures(
-        out, evaluation, dataset, run.training_curve() if run else None, row_clusters, clusters
-    )
+    figures = draw_run_figures(out, evaluation, dataset, curve, row_clusters, clusters)
     report = render_run_report(
         name=run.path.name if run is not None else loaded.source.name,
         metrics=metrics,
         config=config,
-        clusters=run.clusters() if run is not None else None,
+        clusters=clusters,
         stats=run.cluster_stats() if run is not None else None,
         n_skipped=len(run.skipped()) if run is not None else 0,
-        curve=run.training_curve() if run is not None else None,
+        curve=curve,
         dataset_notes=dataset.aux.notes,
         figures=figures,
         trained=run.training() if run is not None else None,

@@ -11,7 +11,6 @@ import lightning as L
 import numpy as np
 from lightning.pytorch.callbacks import Callback
 
-from clinfonce.data.augment import EvalTransform
 from clinfonce.data.dataset import ImageDataset
 from clinfonce.evaluation.knn import knn_accuracy
 from clinfonce.features import extract_features
@@ -46,11 +45,7 @@ class OnlineKnn(Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         if (trainer.current_epoch + 1) % self.every or not trainer.is_global_zero:
             return
-        augment = module.augment
-        transform = EvalTransform(
-            augment.image_size, augment.mean.flatten().tolist(), augment.std.flatten().tolist()
-        )
-        transform = transform.to(module.device)
+        transform = module.augment.eval_transform()
         train = extract_features(module.encoder, self.dataset, self.train_rows, transform, self.batch_size)
         val = extract_features(module.encoder, self.dataset, self.val_rows, transform, self.batch_size)
         k = min(self.k, len(self.train_rows))

@@ -27,7 +27,6 @@ from lightning.pytorch.callbacks import Callback
 from torch import Tensor
 
 from clinfonce.clusters import ClusterAssignment, ClusterSpec, cluster_stats, kmeans_clusters
-from clinfonce.data.augment import EvalTransform
 from clinfonce.data.dataset import ImageDataset
 from clinfonce.dist import broadcast_from_rank_zero, broadcast_object, gather_to_rank_zero, rank, world_size
 from clinfonce.features import extract_features
@@ -125,11 +124,7 @@ class Recluster(Callback):
 
     def _embed(self, module: L.LightningModule, rows: np.ndarray) -> np.ndarray:
         """``float32 [len(rows), D]``: L2-normalised head outputs of ``rows``, evaluation transform."""
-        augment = module.augment
-        transform = EvalTransform(
-            augment.image_size, augment.mean.flatten().tolist(), augment.std.flatten().tolist()
-        )
-        transform = transform.to(module.device)
+        transform = module.augment.eval_transform()
         features = extract_features(
             module.encoder, self.dataset, rows, transform, self.batch_size, projection=True
         )
