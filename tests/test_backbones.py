@@ -93,12 +93,14 @@ class _FirstWeights(L.Callback):
 
 def test_fine_tuning_starts_from_the_file(timm_checkpoint, tmp_path) -> None:
     path, saved = timm_checkpoint
+    weights = tmp_path / "start.pt"
+    weights.write_bytes(path.read_bytes())
     config = load_config(
         "shapes",
         {
             "data.options": {"n_train": 64, "n_test": 32, "seed": 0},
             "model.backbone": "timm/test_resnet",
-            "model.weights": str(path),
+            "model.weights": str(weights),
             "optim.batch_size": 16,
             "train.epochs": 1,
             "train.progress_bar": False,
@@ -112,3 +114,8 @@ def test_fine_tuning_starts_from_the_file(timm_checkpoint, tmp_path) -> None:
     trained = torch.load(run.encoder_path, weights_only=True)["state_dict"]
     changed = [k for k in first.state if not torch.equal(trained[f"backbone.{k}"], saved[k])]
     assert changed  # and then it was trained (fine-tuned)
+    # a resume takes every weight from its checkpoint: the starting file is not needed any more
+    weights.unlink()
+    longer = load_config(config, ["train.epochs=2", "train.resume=auto"])
+    resumed = train(longer, dataset=shapes_dataset(n_train=64, n_test=32, seed=0))
+    assert list(resumed.training()["epoch_loss"]) == ["0", "1"]

@@ -199,19 +199,15 @@ class Encoder:
             return batch
         from PIL import Image
 
-        from clinfonce.data.files import open_image, to_array
+        from clinfonce.data.files import load_array, to_array
 
         arrays = []
         for item in images:
             if isinstance(item, Image.Image):
                 arrays.append(to_array(item, self.image_size, self.channels, self.resize))
             else:
-                height, width = self.image_size
-                image = open_image(item, draft=(width, height))  # decoded as training decoded its images
-                try:
-                    arrays.append(to_array(image, self.image_size, self.channels, self.resize, str(item)))
-                finally:
-                    image.close()
+                # decoded as the training data's files were
+                arrays.append(load_array(item, self.image_size, self.channels, self.resize))
         return torch.from_numpy(np.stack(arrays))
 
 

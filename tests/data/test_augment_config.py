@@ -36,13 +36,24 @@ def test_the_section_builds_the_augmentation() -> None:
 
 def test_defaults_draw_the_views_they_drew_before() -> None:
     """The default section equals the augmentation's own defaults, and with blur off no extra random number
-    is drawn: seeded runs keep their numbers."""
-    images = torch.randint(0, 256, (5, 3, 36, 36), dtype=torch.uint8)
+    is drawn: seeded runs keep their numbers. Reference: the views ContrastiveAugment drew at ff160ef, before
+    the augment section and the blur existed (recorded by running that commit's code on the same input)."""
+    images = torch.randint(
+        0, 256, (5, 3, 36, 36), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+    )
     built = load_config(None).augment.build(32, [0.5] * 3, [0.25] * 3, n_views=2)
     plain = ContrastiveAugment(32, [0.5] * 3, [0.25] * 3, n_views=2)
     a = built(images, generator=torch.Generator().manual_seed(7))
     b = plain(images, generator=torch.Generator().manual_seed(7))
     torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert a.double().sum().item() == pytest.approx(-2597.8335176706314, rel=1e-9)
+    assert a.double().abs().sum().item() == pytest.approx(19820.973143219948, rel=1e-9)
+    before = [
+        [-0.19067084789276123, -0.29955732822418213, -1.6343114376068115],
+        [-1.3762414455413818, -0.6651936769485474, 0.09757399559020996],
+        [-1.8857835531234741, -2.0, -2.0],
+    ]
+    torch.testing.assert_close(a[0, 0, :, 0, :3], torch.tensor(before), rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize(

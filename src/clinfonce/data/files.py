@@ -324,16 +324,33 @@ class FileImageLoader:
         return len(self.paths)
 
     def __call__(self, row: int) -> torch.Tensor:
-        height, width = self.image_size
-        draft = (width, height) if self.jpeg_draft else None
-        image = open_image(self.root / self.paths[row], self.max_pixels, draft)
-        try:
-            array = to_array(
-                image, self.image_size, self.channels, self.resize, str(self.root / self.paths[row])
-            )
-            return torch.from_numpy(array)
-        finally:
-            image.close()
+        array = load_array(
+            self.root / self.paths[row],
+            self.image_size,
+            self.channels,
+            self.resize,
+            self.max_pixels,
+            self.jpeg_draft,
+        )
+        return torch.from_numpy(array)
+
+
+def load_array(
+    path: str | os.PathLike,
+    image_size: tuple[int, int],
+    channels: int,
+    resize: str,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    jpeg_draft: bool = True,
+) -> np.ndarray:
+    """One image file as ``uint8 [C, H, W]`` of ``image_size = (H, W)``: :func:`open_image` (a JPEG
+    decoded reduced when ``jpeg_draft``, see :func:`decode_image`), then :func:`to_array`."""
+    height, width = image_size
+    image = open_image(path, max_pixels, (width, height) if jpeg_draft else None)
+    try:
+        return to_array(image, image_size, channels, resize, str(path))
+    finally:
+        image.close()
 
 
 def check_image_options(channels: int, resize: str) -> None:

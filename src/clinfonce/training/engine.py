@@ -92,6 +92,9 @@ def train(
     ids = np.full(len(dataset), -1, dtype=np.int64)  # rows outside the training split have no cluster
     if clusters is not None:
         ids[rows] = clusters.ids
+    # Every process finds the same checkpoint (none is written before training starts); the trainer knows
+    # this process's rank, and only global rank 0 checks the start, holds the lock and writes the run's files.
+    resume = resume_point(config)
     module = ContrastiveModule(
         config,
         n_rows=len(dataset),
@@ -104,6 +107,7 @@ def train(
         n_clusters=clusters.n_clusters if clusters is not None else None,
         attribute_targets=None if targets is None else _by_row(targets, rows, len(dataset)),
         keep_projections=config.clusters.reclusters and config.clusters.recluster_features == "training",
+        start_from_weights=resume is None,  # a resume takes every weight from its checkpoint
     )
     module.announce_epochs = not shows_progress_bar(config)  # one line per epoch instead of a bar
     precision = resolved_precision(config.train)
@@ -112,9 +116,6 @@ def train(
         callbacks = [Recluster(config.clusters, dataset, rows, run, config.eval.batch_size), *callbacks]
     monitor = knn_monitor(dataset, config.eval.knn_every, config.eval.knn_k[0], config.eval.batch_size)
     extra = [guard, *callbacks, *([monitor] if monitor is not None else [])]
-    # Every process finds the same checkpoint (none is written before training starts); the trainer knows
-    # this process's rank, and only global rank 0 checks the start, holds the lock and writes the run's files.
-    resume = resume_point(config)
     trainer = build_trainer(config, run, extra, resume.step if resume else None)
     if resume is not None and resume.world_size not in (None, trainer.world_size):
         raise InputError(

@@ -46,6 +46,8 @@ class ContrastiveModule(L.LightningModule):
             ``attr_bce`` and ``attr_infonce``).
         keep_projections: keep the newest L2-normalised head output of every row (``projections``, a
             :class:`ProjectionBank`), for K-means on training features.
+        start_from_weights: load ``model.weights`` into the backbone (False when a checkpoint will replace
+            every weight anyway: a resume does not need the file).
     """
 
     cluster_ids: Tensor
@@ -63,12 +65,13 @@ class ContrastiveModule(L.LightningModule):
         n_clusters: int | None = None,
         attribute_targets: np.ndarray | None = None,
         keep_projections: bool = False,
+        start_from_weights: bool = True,
     ) -> None:
         super().__init__()
         self.config = config
         model = config.model
         self.encoder = Encoder(model.backbone, model.small_images, model.head_dim, model.width)
-        if model.weights is not None:
+        if model.weights is not None and start_from_weights:
             left_out = load_backbone_weights(self.encoder.backbone, model.weights)
             log.info(
                 "backbone weights from %s (%d key(s) of the file not used: %s)",
