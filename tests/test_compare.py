@@ -209,6 +209,38 @@ def test_the_flags_form_with_a_test_folder_and_a_clusters_file(tmp_path, capsys)
     assert pd.read_csv(tmp_path / "out" / "results.csv")["reused"].all()
 
 
+def test_folders_of_links_to_a_third_folder_cluster_and_train(tmp_path, capsys) -> None:
+    """Train and test folders cut from one pool of images by symbolic links (no copies), as torchvision's
+    ImageFolder reads them: stage 1 and a comparison run on them, every linked image trained or tested."""
+    _image_tree(tmp_path / "pool", 16, 0)
+    for split, numbers in (("train", range(12)), ("test", range(12, 16))):
+        for image in sorted((tmp_path / "pool").glob("*/*.png")):
+            if int(image.stem) in numbers:
+                link = tmp_path / split / image.parent.name / image.name
+                link.parent.mkdir(parents=True, exist_ok=True)
+                link.symlink_to(image)
+    clusters = tmp_path / "clusters.csv"
+    assert main(["clusters", "--dataset", "imagefolder", "--root", str(tmp_path / "train"),
+                 "--source", "labels", "--out", str(clusters)]) == 0  # fmt: skip
+    assert len(pd.read_csv(clusters)) == 48
+    args = [
+        "compare", "--dataset", "imagefolder", "--root", str(tmp_path / "train"),
+        "--test-root", str(tmp_path / "test"), "--methods", "supcon", "--seeds", "0", "--epochs", "2",
+        "--backbone", "small", "--image-size", "16", "--out", str(tmp_path / "out"),
+        "model.width=8", "optim.batch_size=16", "eval.probe_epochs=20", "eval.knn_k=[5]",
+    ]  # fmt: skip
+    assert main(args) == 0
+    row = pd.read_csv(tmp_path / "out" / "results.csv").iloc[0]
+    metrics = RunDir(tmp_path / "out" / row["run"]).metrics()
+    assert row["status"] == "ok" and (metrics["n_train"], metrics["n_test"]) == (48, 16)
+    assert row["top1"] >= 75  # four colour classes: chance is 25 %
+    # the same pool image linked into both folders is one image in two splits: refused
+    (tmp_path / "test" / "red" / "again.png").symlink_to(tmp_path / "pool" / "red" / "0.png")
+    assert main(["clusters", "--dataset", "imagefolder", "--root", str(tmp_path / "train"), "--data-option",
+                 f"test_root={tmp_path / 'test'}", "--source", "labels", "--out", str(clusters)]) == 2  # fmt: skip
+    assert "same image file, in two splits" in capsys.readouterr().err
+
+
 def test_a_failed_run_gives_exit_status_1(tmp_path, capsys) -> None:
     args = ["compare", "--base", "shapes", "--methods", "clinfonce", "--seeds", "0", "--sweep", "top_k=50",
             "--out", str(tmp_path), *(f"{k}={v}" for k, v in TINY.items())]  # fmt: skip

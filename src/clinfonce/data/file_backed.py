@@ -15,7 +15,7 @@ allowed (e.g. an image linked into two class folders); the validation split is c
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,7 +68,6 @@ def file_dataset(
     source: str | None = None,
     rows: Sequence[object] | None = None,
     all_classes: Sequence[str] | None = None,
-    known_bad: Mapping[str, str] | None = None,
 ) -> ImageDataset:
     """Finish a file-backed dataset: screen the files, encode labels, carve a validation split.
 
@@ -84,8 +83,6 @@ def file_dataset(
         skip_bad: leave bad files out instead of failing (see :func:`~clinfonce.data.files.screen_files`).
         source, rows: the metadata file and the row names of ``table``, for error messages.
         all_classes: the source's full class list, if it declares one (see :func:`~clinfonce.data.dataset.encode_labels`).
-        known_bad: ``{path: reason}`` of files the source already found bad (see
-            :func:`~clinfonce.data.files.screen_files`).
 
     Raises:
         InputError: a bad file (unless ``skip_bad``), no readable image, the same file in two splits.
@@ -102,7 +99,6 @@ def file_dataset(
         source=source,
         workers=options.workers,
         max_pixels=options.max_pixels,
-        known_bad=known_bad,
     )
     if not keep.all():
         table = table.loc[keep].reset_index(drop=True)

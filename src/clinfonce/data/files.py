@@ -46,7 +46,7 @@ import stat
 import threading
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
@@ -438,14 +438,12 @@ def screen_files(
     source: str | None = None,
     workers: int | None = None,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
-    known_bad: Mapping[str, str] | None = None,
 ) -> tuple[np.ndarray, dict[str, str]]:
     """The ``skip_bad`` policy of the file-backed loaders.
 
     Every file is opened up front (:func:`check_images`). By default the first bad file, in the order of
     ``paths``, is an :class:`InputError` naming it (and its row); with ``skip_bad=True`` the bad files are
-    left out and reported. ``known_bad`` are files the source already found bad (e.g. a symbolic link out
-    of its folder): they are not opened, and are treated like the others.
+    left out and reported.
 
     Args:
         root: the directory the paths are relative to.
@@ -457,18 +455,16 @@ def screen_files(
         source: the metadata file the rows come from, named in messages.
         workers: threads for the check.
         max_pixels: decompression-bomb limit.
-        known_bad: ``{path: reason}`` of files already known to be bad (not opened).
 
     Returns:
         ``(bool [N] keep, {path: reason} of the dropped files)``.
     """
     keep = np.ones(len(paths), dtype=bool)
-    known = {str(path): reason for path, reason in (known_bad or {}).items()}
     if not check and skip_bad:
         raise InputError("skip_bad=True needs the up-front file check (check_files=True)")
     found: dict[str, str] = {}
     if check:
-        rest = [str(path) for path in paths if str(path) not in known]
+        rest = [str(path) for path in paths]
         started = time.perf_counter()
         log.info("checking %d image files in %s ...", len(rest), root)
         found = dict(
@@ -480,7 +476,6 @@ def screen_files(
             time.perf_counter() - started,
             len(found),
         )
-    found.update(known)
     # in table order; with stop_at_first every path before the last checked batch was checked, so the first
     # listed is the first bad file
     bad = [(str(path), found[str(path)]) for path in paths if str(path) in found]

@@ -13,11 +13,11 @@ Layout and splits:
 
 Image files are those with an extension in torchvision's ``IMG_EXTENSIONS`` (case-insensitive), searched
 recursively within a class folder (symbolic links to class folders are followed, links to sub-folders
-inside them are not); hidden files and folders (names starting with ".") are ignored. A symbolic link to
-an image file must point inside ``ROOT`` or inside its own class folder; one that points anywhere else is a
-bad file ("symbolic link pointing outside the image folder": an error naming it, or with ``skip_bad``
-left out and listed like an unreadable image). The same file in two splits (by a link) is an error
-(:func:`~clinfonce.data.file_backed.check_split_leaks`). The table has
+inside them are not); hidden files and folders (names starting with ".") are ignored. Symbolic links to
+image files are followed wherever they point, as torchvision's ImageFolder does: a folder of links is the
+usual way to cut a subset without copying, and a link is its owner's choice (paths a *table* names are
+checked instead: :func:`~clinfonce.data.paths.safe_path`). The same file in two splits (by a link, or a hard
+link) is an error (:func:`~clinfonce.data.file_backed.check_split_leaks`, on resolved files). The table has
 ``path`` (relative to ``root``, ``/``-separated), ``label`` (class names sorted, ids ``0..C-1``) and
 ``split``. Normalisation: ImageNet's statistics unless ``mean`` / ``std`` say otherwise.
 
@@ -88,22 +88,21 @@ def load(options: ImageFolderOptions, skip_bad: bool = False) -> ImageDataset:
     root = existing_dir(options.root, "image folder")
     layout = _split_folders(root)
     rows: list[tuple[str, str, str]] = []
-    escaping: dict[str, str] = {}
     if options.test_root is not None:
         if layout:
             raise InputError(
                 f"{root}: holds its own train/ and val/ or test/ folders; give test_root only with a root "
                 "of class folders"
             )
-        rows = [(path, name, "train") for path, name in _class_folder_images(root, root, escaping)]
-        rows += _test_images(root, existing_dir(options.test_root, "test image folder"), escaping)
+        rows = [(path, name, "train") for path, name in _class_folder_images(root, root)]
+        rows += _test_images(root, existing_dir(options.test_root, "test image folder"))
     elif layout:
         for folder, split in layout.items():
             rows += [
-                (path, name, split) for path, name in _class_folder_images(root, root / folder, escaping)
+                (path, name, split) for path, name in _class_folder_images(root, root / folder)
             ]
     else:
-        rows = [(path, name, "train") for path, name in _class_folder_images(root, root, escaping)]
+        rows = [(path, name, "train") for path, name in _class_folder_images(root, root)]
     table = pd.DataFrame(rows, columns=["path", "class", "split"])
     if not layout and options.test_root is None and options.test_fraction:
         test = stratified_pick(table["class"], table["path"], options.test_fraction, options.seed)
@@ -123,20 +122,15 @@ def load(options: ImageFolderOptions, skip_bad: bool = False) -> ImageDataset:
         std=options.std,
         aux=AuxInfo(hierarchy=hierarchy),
         skip_bad=skip_bad,
-        known_bad=escaping,
     )
 
 
-def _test_images(root: Path, test_root: Path, escaping: dict[str, str]) -> list[tuple[str, str, str]]:
+def _test_images(root: Path, test_root: Path) -> list[tuple[str, str, str]]:
     """The images of a separate test tree as ``(path relative to root, class, "test")`` rows."""
-    own: dict[str, str] = {}
-    found = _class_folder_images(test_root, test_root, own)
-
-    def relative(path: str) -> str:
-        return Path(os.path.relpath(test_root / path, root)).as_posix()
-
-    escaping.update({relative(path): reason for path, reason in own.items()})
-    return [(relative(path), name, "test") for path, name in found]
+    return [
+        (Path(os.path.relpath(test_root / path, root)).as_posix(), name, "test")
+        for path, name in _class_folder_images(test_root, test_root)
+    ]
 
 
 def check_hierarchy(hierarchy: str | None, parents: object = None) -> None:
@@ -183,22 +177,14 @@ def _split_folders(root: Path) -> dict[str, str]:
     return layout
 
 
-def _class_folder_images(root: Path, folder: Path, escaping: dict[str, str]) -> list[tuple[str, str]]:
-    """``[(path relative to root, class name)]`` for every image under the class folders of ``folder``;
-    symbolic links pointing outside both ``root`` and their class folder are added to ``escaping``."""
+def _class_folder_images(root: Path, folder: Path) -> list[tuple[str, str]]:
+    """``[(path relative to root, class name)]`` for every image under the class folders of ``folder``."""
     found: list[tuple[str, str]] = []
     classes = visible_dirs(folder)
     if not classes:
         raise InputError(f"{folder}: no class folders (expected <class>/<image> under it)")
-    real_root = os.path.realpath(root)
     for class_dir in classes:
-        real_class = os.path.realpath(class_dir)
-        images = []
-        for image in iter_images(class_dir):
-            path = image.relative_to(root).as_posix()
-            images.append(path)
-            if image.is_symlink() and not _inside(os.path.realpath(image), (real_root, real_class)):
-                escaping[path] = "symbolic link pointing outside the image folder"
+        images = [image.relative_to(root).as_posix() for image in iter_images(class_dir)]
         if not images:
             raise InputError(
                 f"{class_dir}: a class folder without images (extensions: {', '.join(IMAGE_EXTENSIONS)})"
@@ -206,7 +192,3 @@ def _class_folder_images(root: Path, folder: Path, escaping: dict[str, str]) -> 
         found += [(path, class_dir.name) for path in images]
     return found
 
-
-def _inside(real: str, folders: tuple[str, ...]) -> bool:
-    """Whether the resolved path ``real`` lies in one of the resolved ``folders``."""
-    return any(os.path.commonpath([folder, real]) == folder for folder in folders)
