@@ -98,9 +98,7 @@ def load(options: ImageFolderOptions, skip_bad: bool = False) -> ImageDataset:
         rows += _test_images(root, existing_dir(options.test_root, "test image folder"))
     elif layout:
         for folder, split in layout.items():
-            rows += [
-                (path, name, split) for path, name in _class_folder_images(root, root / folder)
-            ]
+            rows += [(path, name, split) for path, name in _class_folder_images(root, root / folder)]
     else:
         rows = [(path, name, "train") for path, name in _class_folder_images(root, root)]
     table = pd.DataFrame(rows, columns=["path", "class", "split"])
@@ -191,4 +189,3 @@ def _class_folder_images(root: Path, folder: Path) -> list[tuple[str, str]]:
             )
         found += [(path, class_dir.name) for path in images]
     return found
-
