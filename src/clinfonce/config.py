@@ -116,8 +116,8 @@ class AugmentConfig:
 
 @dataclass
 class MethodConfig:
-    #: clinfonce (stage-1 clusters) | simclr | supcon (labels) | ce (labels) | the weakly-supervised
-    #: baselines cluster_ce, attr_bce, attr_infonce (see clinfonce.methods)
+    #: a method of clinfonce.methods.METHODS: clinfonce (stage-1 clusters) | simclr | supcon (labels) |
+    #: ce (labels) | the weakly-supervised baselines cluster_ce, attr_bce, attr_infonce
     name: str = "clinfonce"
     temperature: float = 0.1
     #: multiply the loss by temperature / base_temperature (the authors' code: 0.07); None = off
@@ -345,13 +345,14 @@ def _check_method_inputs(config: Config) -> None:
             f"config: method {name} learns the attributes behind attribute clusters: it needs "
             f"clusters.source=attributes, got {source}"
         )
-    if name == "cluster_ce" and config.clusters.reclusters:
+    if method.fixed_clusters and config.clusters.reclusters:
         raise InputError(
-            "config: method cluster_ce needs fixed clusters; K-means on the model's own features changes the "
+            f"config: method {name} needs fixed clusters; K-means on the model's own features changes the "
             "ids every re-clustering (give clusters.features, or use method clinfonce)"
         )
-    if config.method.joint_infonce and name != "clinfonce":
-        raise InputError(f"config: method.joint_infonce is for method clinfonce, not {name}")
+    if config.method.joint_infonce and not method.joint_infonce:
+        allowed = ", ".join(m.name for m in METHODS.values() if m.joint_infonce)
+        raise InputError(f"config: method.joint_infonce is for method {allowed}, not {name}")
 
 
 def hyperparameters(config: Config) -> dict[str, Any]:

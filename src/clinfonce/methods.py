@@ -11,14 +11,20 @@ differ in the supervision they use:
   ``cluster_ce`` (predict the stage-1 cluster id with cross-entropy), ``attr_bce`` (predict the top-k binary
   attributes the clusters are made of, multi-label binary cross-entropy) and ``attr_infonce`` (contrast each
   image with a learned embedding of its attribute vector, CMC/CLIP style).
+
+A method is its row here plus its objective in :data:`clinfonce.training.objectives.OBJECTIVES`: adding one
+touches those two places. Every rule elsewhere (config checks, the engine, reports, plot colours) reads the
+fields of the row, never the method's name.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
-#: What a method learns from.
-USES = ("nothing", "labels", "clusters", "attributes")
+#: What a method learns from: ``nothing``, ``labels`` (the downstream labels), ``clusters`` (stage-1 cluster
+#: ids) or ``attributes`` (the binary attributes behind attribute clusters).
+Uses = Literal["nothing", "labels", "clusters", "attributes"]
 
 
 @dataclass(frozen=True)
@@ -27,16 +33,22 @@ class Method:
 
     Attributes:
         name: the value of ``method.name``.
-        uses: ``nothing``, ``labels``, ``clusters`` (stage-1 cluster ids) or ``attributes`` (the binary
-            attributes behind attribute clusters).
+        uses: what it learns from (:data:`Uses`).
         contrastive: trains on ``method.views`` augmented views per image (else on one).
         summary: one line for help texts and reports.
+        color: its colour in every plot (a matplotlib colour).
+        fixed_clusters: needs cluster ids that stay the same during training (a classifier over them), so
+            K-means re-clustering during training is refused.
+        joint_infonce: may add InfoNCE on a second projection head (``method.joint_infonce``).
     """
 
     name: str
-    uses: str
+    uses: Uses
     contrastive: bool
     summary: str
+    color: str
+    fixed_clusters: bool = False
+    joint_infonce: bool = False
 
     @property
     def needs_stage1(self) -> bool:
@@ -47,19 +59,39 @@ class Method:
 METHODS: dict[str, Method] = {
     method.name: method
     for method in (
-        Method("clinfonce", "clusters", True, "Cl-InfoNCE on the stage-1 clusters"),
-        Method("simclr", "nothing", True, "InfoNCE, every image its own cluster (no supervision)"),
-        Method("supcon", "labels", True, "Cl-InfoNCE with the downstream labels as clusters (upper bound)"),
-        Method("ce", "labels", False, "cross-entropy on the downstream labels"),
-        Method("cluster_ce", "clusters", False, "cross-entropy predicting the stage-1 cluster id"),
-        Method("attr_bce", "attributes", False, "binary cross-entropy predicting the clustered attributes"),
         Method(
-            "attr_infonce", "attributes", True, "InfoNCE between images and an embedding of their attributes"
+            "clinfonce", "clusters", True, "Cl-InfoNCE on the stage-1 clusters", "#2b7bba", joint_infonce=True
+        ),
+        Method("simclr", "nothing", True, "InfoNCE, every image its own cluster (no supervision)", "#8c8c8c"),
+        Method(
+            "supcon",
+            "labels",
+            True,
+            "Cl-InfoNCE with the downstream labels as clusters (upper bound)",
+            "#d95f02",
+        ),
+        Method("ce", "labels", False, "cross-entropy on the downstream labels", "#7570b3"),
+        Method(
+            "cluster_ce",
+            "clusters",
+            False,
+            "cross-entropy predicting the stage-1 cluster id",
+            "#1b9e77",
+            fixed_clusters=True,
+        ),
+        Method(
+            "attr_bce",
+            "attributes",
+            False,
+            "binary cross-entropy predicting the clustered attributes",
+            "#e7298a",
+        ),
+        Method(
+            "attr_infonce",
+            "attributes",
+            True,
+            "InfoNCE between images and an embedding of their attributes",
+            "#66a61e",
         ),
     )
 }
-
-
-def method(name: str) -> Method:
-    """The method called ``name`` (``KeyError`` if none; configs check the name first)."""
-    return METHODS[name]

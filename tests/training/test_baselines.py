@@ -17,7 +17,7 @@ from clinfonce.errors import InputError
 from clinfonce.losses import ClInfoNCELoss, image_attribute_infonce
 from clinfonce.models import Encoder
 from clinfonce.training.engine import train
-from clinfonce.training.objectives import AttributePrediction, Classification, Contrastive
+from clinfonce.training.objectives import AttributePrediction, Batch, Classification, Contrastive
 
 
 def _reference_image_attribute(image, attributes, attribute_of, t):
@@ -56,7 +56,7 @@ def test_attribute_prediction_leaves_missing_values_out() -> None:
     objective = AttributePrediction(encoder.feature_dim, targets)
     images = torch.randn(3, 3, 16, 16)
     rows = torch.tensor([2, 0, 1])
-    loss, projections = objective(encoder, images, 3, 1, torch.zeros(3, dtype=torch.long), rows, rows)
+    loss, projections = objective(encoder, Batch(images, 3, 1, torch.zeros(3, dtype=torch.long), rows, rows))
     logits = objective.classifier(encoder.features(images))
     terms = []
     for b, row in enumerate(rows.tolist()):
@@ -75,7 +75,7 @@ def test_cluster_classification_targets_the_cluster_ids() -> None:
     images = torch.randn(4, 3, 16, 16)
     clusters = torch.tensor([4, 0, -1, 2])  # the third has no cluster: left out
     labels = torch.tensor([1, 1, 1, 1])
-    loss, _ = objective(encoder, images, 4, 1, labels, torch.arange(4), clusters)
+    loss, _ = objective(encoder, Batch(images, 4, 1, labels, torch.arange(4), clusters))
     logits = objective.classifier(encoder.features(images))
     keep = clusters >= 0
     expected = torch.nn.functional.cross_entropy(logits[keep], clusters[keep])
@@ -93,7 +93,7 @@ def test_joint_objective_is_clinfonce_plus_infonce_on_a_second_head() -> None:
     views = torch.randn(8, 3, 16, 16)  # 4 images x 2 views
     clusters = torch.tensor([0, 0, 1, 1])
     encoder.eval(), second.eval()  # batch norm in eval: the same outputs on every call
-    loss, z = objective(encoder, views, 4, 2, clusters, torch.arange(4), clusters)
+    loss, z = objective(encoder, Batch(views, 4, 2, clusters, torch.arange(4), clusters))
     features = encoder.features(views)
     expected = loss_fn(encoder.head(features).view(4, 2, -1), clusters) + loss_fn(
         second(features).view(4, 2, -1), None

@@ -10,16 +10,6 @@ import pandas as pd
 from clinfonce._io import atomic_open, atomic_write_with
 from clinfonce.methods import METHODS
 
-#: One colour per method, the same in every plot.
-COLORS = {
-    "simclr": "#8c8c8c",
-    "clinfonce": "#2b7bba",
-    "supcon": "#d95f02",
-    "ce": "#7570b3",
-    "cluster_ce": "#1b9e77",
-    "attr_bce": "#e7298a",
-    "attr_infonce": "#66a61e",
-}
 ERROR_BARS = "mean over seeds;\nerror bars: ± one sample standard deviation over seeds (none with one seed)"
 
 
@@ -70,7 +60,7 @@ def write_plots(out: Path, table: pd.DataFrame, sweep_key: str | None) -> list[s
         summary["top1_mean"],
         yerr=summary["top1_std"].fillna(0),
         capsize=4,
-        color=[COLORS.get(m, "#444444") for m in summary["method"]],
+        color=[_color(m) for m in summary["method"]],
         alpha=0.85,
     )
     ok = table[table["status"] == "ok"]
@@ -110,7 +100,7 @@ def _plot_curves(out: Path, table: pd.DataFrame, plt) -> bool:
     for _, row in ok.iterrows():
         curve = RunDir(out / row["run"]).training_curve()
         style = ("-", "--", ":", "-.")[seeds.index(row["seed"]) % 4]
-        color = COLORS.get(row["method"], "#444444")
+        color = _color(row["method"])
         axes.plot(curve["epoch"] + 1, curve["train_loss"], style, color=color, label=Path(row["run"]).name)
     axes.set_xlabel("epoch")
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -143,14 +133,14 @@ def _plot_sweep(out: Path, table: pd.DataFrame, summary: pd.DataFrame, key: str,
             yerr=curve["std"].fillna(0),
             marker="o",
             capsize=3,
-            color=COLORS.get(method, "#444444"),
+            color=_color(method),
             label=method,
         )
     for _, row in summary[summary["setting"] == ""].iterrows():
         axes.axhline(
             row["top1_mean"],
             linestyle="--",
-            color=COLORS.get(row["method"], "#444444"),
+            color=_color(row["method"]),
             label=f"{row['method']} (no clusters)",
         )
     axes.set_xlabel(key)
@@ -233,6 +223,11 @@ def write_report(
     lines += ["## Every run", "", _markdown(table.drop(columns=["error"])), ""]
     with atomic_open(out / "report.md", "w", encoding="utf-8") as handle:
         handle.write("\n".join(lines))
+
+
+def _color(method: str) -> str:
+    """The method's colour (its row in :data:`~clinfonce.methods.METHODS`)."""
+    return METHODS[method].color
 
 
 def _label(method: str, setting: str) -> str:

@@ -22,7 +22,7 @@ from clinfonce.data.augment import ContrastiveAugment
 from clinfonce.dist import gather_no_grad
 from clinfonce.models import Encoder, load_backbone_weights
 from clinfonce.training.batchnorm import globalise
-from clinfonce.training.objectives import build_objective
+from clinfonce.training.objectives import Batch, ObjectiveInputs, build_objective
 from clinfonce.typed import to_mapping
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 class ContrastiveModule(L.LightningModule):
     """Trains an :class:`~clinfonce.models.Encoder` with the method of ``config.method.name``
-    (:mod:`clinfonce.methods`; the loss is :func:`~clinfonce.training.objectives.build_objective`'s).
+    (:mod:`clinfonce.methods`; the loss is its :data:`~clinfonce.training.objectives.OBJECTIVES` entry's).
 
     Args:
         config: the run configuration.
@@ -81,7 +81,9 @@ class ContrastiveModule(L.LightningModule):
             )
         self.augment: ContrastiveAugment = config.augment.build(crop_size, mean, std, config.method.n_views)
         self.image_input = dict(image_input or {})
-        self.objective = build_objective(config, self.encoder, n_classes, n_clusters, attribute_targets)
+        self.objective = build_objective(
+            ObjectiveInputs(config, self.encoder, n_classes, n_clusters, attribute_targets)
+        )
         if config.train.sync_batchnorm:  # normalise over the global batch of every process
             globalise(self)
         if config.model.channels_last:
@@ -136,7 +138,7 @@ class ContrastiveModule(L.LightningModule):
         flat = views.flatten(0, 1).to(next(self.encoder.parameters()).dtype)
         if self.config.model.channels_last:
             flat = flat.contiguous(memory_format=torch.channels_last)
-        loss, z = self.objective(self.encoder, flat, n, v, labels, rows, self.cluster_ids[rows])
+        loss, z = self.objective(self.encoder, Batch(flat, n, v, labels, rows, self.cluster_ids[rows]))
         if self._bank_rows is not None and z is not None:
             # every rank takes part in the gather; rank 0 keeps the rows (the sampler gives every rank
             # batches of one size, and the loss has gathered this batch already: no size check per step)

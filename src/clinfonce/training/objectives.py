@@ -1,14 +1,16 @@
 """What each method minimises, given the encoder and a batch of augmented views.
 
-An objective is called with the encoder, the flattened views ``[B * V, 3, S, S]`` (sample-major), the batch
-size B and views per image V, and the batch's labels, table rows and cluster ids (``int64 [B]`` each; a
-cluster id < 0 means "no cluster": the image is its own). It returns the loss and, for the contrastive
-objectives, the projections ``[B, V, D]`` of the encoder's head (which K-means may re-use, see
-:class:`~clinfonce.training.recluster.Recluster`). Which objective a method uses is
-:func:`build_objective`'s one table; :mod:`clinfonce.methods` says what each method learns from.
+An objective is an ``nn.Module`` called with the encoder and one :class:`Batch`; it returns the loss and,
+for the contrastive objectives, the projections ``[B, V, D]`` of the encoder's head (which K-means may
+re-use, see :class:`~clinfonce.training.recluster.Recluster`). :data:`OBJECTIVES` maps every method of
+:data:`clinfonce.methods.METHODS` to the function that builds its objective from :class:`ObjectiveInputs`;
+:mod:`clinfonce.methods` says what each method learns from.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -19,6 +21,58 @@ from clinfonce.losses import ClInfoNCELoss, image_attribute_infonce
 from clinfonce.models import Encoder, ProjectionHead
 
 
+@dataclass(frozen=True)
+class Batch:
+    """One training batch, augmented.
+
+    Attributes:
+        views: ``[B * V, 3, S, S]`` the augmented views, sample-major (the V views of image 0 first).
+        n: images B.
+        v: views per image V.
+        labels: ``int64 [B]`` downstream labels (-1: none).
+        rows: ``int64 [B]`` the images' dataset table rows.
+        clusters: ``int64 [B]`` stage-1 cluster ids (< 0: no cluster, the image is its own).
+    """
+
+    views: Tensor
+    n: int
+    v: int
+    labels: Tensor
+    rows: Tensor
+    clusters: Tensor
+
+
+@dataclass(frozen=True)
+class ObjectiveInputs:
+    """What an objective is built from.
+
+    Attributes:
+        config: the run configuration.
+        encoder: the encoder being trained (its sizes).
+        n_classes: downstream classes.
+        n_clusters: stage-1 clusters (None without fixed stage-1 clusters).
+        attribute_targets: ``int8 [n_rows, A]`` the clustered binary attributes per table row, +1 / -1 / 0
+            (missing or outside training), or None when the method does not learn attributes.
+    """
+
+    config: Config
+    encoder: Encoder
+    n_classes: int
+    n_clusters: int | None = None
+    attribute_targets: np.ndarray | None = None
+
+    def loss_fn(self) -> ClInfoNCELoss:
+        """The Cl-InfoNCE loss at the method's temperature."""
+        method = self.config.method
+        return ClInfoNCELoss(temperature=method.temperature, base_temperature=method.base_temperature)
+
+    def targets(self) -> Tensor:
+        """``int8 [n_rows, A]`` attribute targets; ``ValueError`` when there are none."""
+        if self.attribute_targets is None:
+            raise ValueError(f"{self.config.method.name} needs the attribute targets")
+        return torch.from_numpy(np.asarray(self.attribute_targets, dtype=np.int8))
+
+
 class Contrastive(nn.Module):
     """Cl-InfoNCE on the encoder's head with positives from ``positives``: ``instance`` (SimCLR),
     ``labels`` (SupCon) or ``clusters`` (Cl-InfoNCE); optionally plus InfoNCE on a second head, 1:1."""
@@ -27,20 +81,18 @@ class Contrastive(nn.Module):
         super().__init__()
         self.loss_fn, self.positives, self.instance_head = loss_fn, positives, instance_head
 
-    def forward(
-        self, encoder: Encoder, views: Tensor, n: int, v: int, labels: Tensor, rows: Tensor, clusters: Tensor
-    ) -> tuple[Tensor, Tensor | None]:
-        features = encoder.features(views)  # [B * V, F]
-        z = encoder.head(features).view(n, v, -1)
+    def forward(self, encoder: Encoder, batch: Batch) -> tuple[Tensor, Tensor | None]:
+        features = encoder.features(batch.views)  # [B * V, F]
+        z = encoder.head(features).view(batch.n, batch.v, -1)
         if self.positives == "instance":
             ids = None
         elif self.positives == "labels":
-            ids = labels
+            ids = batch.labels
         else:  # rows without a stage-1 cluster (should not reach training) are their own cluster
-            ids = torch.where(clusters >= 0, clusters, -1 - rows)
+            ids = torch.where(batch.clusters >= 0, batch.clusters, -1 - batch.rows)
         loss = self.loss_fn(z, ids)
         if self.instance_head is not None:
-            loss = loss + self.loss_fn(self.instance_head(features).view(n, v, -1), None)
+            loss = loss + self.loss_fn(self.instance_head(features).view(batch.n, batch.v, -1), None)
         return loss, z
 
 
@@ -54,11 +106,9 @@ class Classification(nn.Module):
         self.classifier = nn.Linear(feature_dim, n_outputs)
         self.target = target
 
-    def forward(
-        self, encoder: Encoder, views: Tensor, n: int, v: int, labels: Tensor, rows: Tensor, clusters: Tensor
-    ) -> tuple[Tensor, Tensor | None]:
-        logits = self.classifier(encoder.features(views))  # [B, n_outputs] (one view per image)
-        target = labels if self.target == "labels" else clusters
+    def forward(self, encoder: Encoder, batch: Batch) -> tuple[Tensor, Tensor | None]:
+        logits = self.classifier(encoder.features(batch.views))  # [B, n_outputs] (one view per image)
+        target = batch.labels if self.target == "labels" else batch.clusters
         valid = target >= 0
         losses = nn.functional.cross_entropy(logits, target.clamp(min=0), reduction="none")
         return (losses * valid).sum() / valid.sum().clamp(min=1), None
@@ -80,11 +130,9 @@ class AttributePrediction(nn.Module):
         self.classifier = nn.Linear(feature_dim, targets.shape[1])
         self.register_buffer("targets", targets.to(torch.int8))
 
-    def forward(
-        self, encoder: Encoder, views: Tensor, n: int, v: int, labels: Tensor, rows: Tensor, clusters: Tensor
-    ) -> tuple[Tensor, Tensor | None]:
-        logits = self.classifier(encoder.features(views))  # [B, A]
-        target = self.targets[rows]
+    def forward(self, encoder: Encoder, batch: Batch) -> tuple[Tensor, Tensor | None]:
+        logits = self.classifier(encoder.features(batch.views))  # [B, A]
+        target = self.targets[batch.rows]
         known = target != 0
         losses = nn.functional.binary_cross_entropy_with_logits(
             logits, (target > 0).to(logits.dtype), reduction="none"
@@ -115,53 +163,46 @@ class ImageAttributeContrast(nn.Module):
         self.register_buffer("targets", targets.to(torch.int8))
         self.temperature = temperature
 
-    def forward(
-        self, encoder: Encoder, views: Tensor, n: int, v: int, labels: Tensor, rows: Tensor, clusters: Tensor
-    ) -> tuple[Tensor, Tensor | None]:
-        z = encoder(views).view(n, v, -1)
-        distinct, attribute_of = torch.unique(self.targets[rows], dim=0, return_inverse=True)
+    def forward(self, encoder: Encoder, batch: Batch) -> tuple[Tensor, Tensor | None]:
+        z = encoder(batch.views).view(batch.n, batch.v, -1)
+        distinct, attribute_of = torch.unique(self.targets[batch.rows], dim=0, return_inverse=True)
         embedded = self.attribute_encoder(distinct.to(z.dtype))  # [U, D]
         return image_attribute_infonce(z, embedded, attribute_of, self.temperature), z
 
 
-def build_objective(
-    config: Config,
-    encoder: Encoder,
-    n_classes: int,
-    n_clusters: int | None = None,
-    attribute_targets: np.ndarray | None = None,
-) -> nn.Module:
-    """The objective of ``config.method.name``.
-
-    Args:
-        config: the run configuration.
-        encoder: the encoder being trained (its sizes).
-        n_classes: downstream classes (``ce``).
-        n_clusters: stage-1 clusters (``cluster_ce``).
-        attribute_targets: ``int8 [n_rows, A]`` (``attr_bce``, ``attr_infonce``).
-    """
-    method = config.method
-    loss_fn = ClInfoNCELoss(temperature=method.temperature, base_temperature=method.base_temperature)
-    name = method.name
-    if name in ("simclr", "supcon", "clinfonce"):
-        positives = {"simclr": "instance", "supcon": "labels", "clinfonce": "clusters"}[name]
+def _contrastive(positives: str) -> Callable[[ObjectiveInputs], nn.Module]:
+    def build(inputs: ObjectiveInputs) -> nn.Module:
+        encoder, method = inputs.encoder, inputs.config.method
         extra = (
-            ProjectionHead(encoder.feature_dim, encoder.feature_dim, config.model.head_dim)
+            ProjectionHead(encoder.feature_dim, encoder.feature_dim, inputs.config.model.head_dim)
             if method.joint_infonce
             else None
         )
-        return Contrastive(loss_fn, positives, extra)
-    if name == "ce":
-        return Classification(encoder.feature_dim, n_classes, "labels")
-    if name == "cluster_ce":
-        if not n_clusters:
-            raise ValueError("cluster_ce needs the number of stage-1 clusters")
-        return Classification(encoder.feature_dim, n_clusters, "clusters")
-    if attribute_targets is None:
-        raise ValueError(f"{name} needs the attribute targets")
-    targets = torch.from_numpy(np.asarray(attribute_targets, dtype=np.int8))
-    if name == "attr_bce":
-        return AttributePrediction(encoder.feature_dim, targets)
-    if name == "attr_infonce":
-        return ImageAttributeContrast(config.model.head_dim, targets, method.temperature)
-    raise ValueError(f"unknown method {name!r}")
+        return Contrastive(inputs.loss_fn(), positives, extra)
+
+    return build
+
+
+def _cluster_classifier(inputs: ObjectiveInputs) -> nn.Module:
+    if not inputs.n_clusters:
+        raise ValueError("cluster_ce needs the number of stage-1 clusters")
+    return Classification(inputs.encoder.feature_dim, inputs.n_clusters, "clusters")
+
+
+#: The objective of every method (a key of :data:`clinfonce.methods.METHODS`): a function of the inputs.
+OBJECTIVES: dict[str, Callable[[ObjectiveInputs], nn.Module]] = {
+    "clinfonce": _contrastive("clusters"),
+    "simclr": _contrastive("instance"),
+    "supcon": _contrastive("labels"),
+    "ce": lambda inputs: Classification(inputs.encoder.feature_dim, inputs.n_classes, "labels"),
+    "cluster_ce": _cluster_classifier,
+    "attr_bce": lambda inputs: AttributePrediction(inputs.encoder.feature_dim, inputs.targets()),
+    "attr_infonce": lambda inputs: ImageAttributeContrast(
+        inputs.config.model.head_dim, inputs.targets(), inputs.config.method.temperature
+    ),
+}
+
+
+def build_objective(inputs: ObjectiveInputs) -> nn.Module:
+    """The objective of ``inputs.config.method.name``."""
+    return OBJECTIVES[inputs.config.method.name](inputs)
