@@ -46,10 +46,10 @@ def timed(step: Callable[[], None], steps: int, repeats: int, device: torch.devi
 def training_throughput(args: argparse.Namespace, device: torch.device) -> dict[str, float]:
     from clinfonce.config import AugmentConfig
     from clinfonce.losses import ClInfoNCELoss
-    from clinfonce.models import Encoder
+    from clinfonce.models import Network
 
     size, batch = args.size, args.batch
-    encoder = Encoder("resnet50", small_images=False).to(device).to(memory_format=torch.channels_last)
+    encoder = Network("resnet50", small_images=False).to(device).to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(encoder.parameters(), lr=0.01, momentum=0.9)
     loss_fn = ClInfoNCELoss(temperature=0.1)
     augment = AugmentConfig().build(size, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225], 2).to(device)

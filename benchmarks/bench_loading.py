@@ -92,9 +92,9 @@ def torchvision_decoder(folder: Path, names: list[str], size: int) -> Callable[[
 def training_images_per_second(backbone: str, small_images: bool, size: int, batch: int) -> float:
     """Images/s of optimizer steps (2 views each) on random images, best of 3 after a warm-up step."""
     from clinfonce.losses import ClInfoNCELoss
-    from clinfonce.models import Encoder
+    from clinfonce.models import Network
 
-    encoder = Encoder(backbone, small_images=small_images, width=32)
+    encoder = Network(backbone, small_images=small_images, width=32)
     loss_fn = ClInfoNCELoss(temperature=0.1)
     optimizer = torch.optim.SGD(encoder.parameters(), lr=0.01, momentum=0.9)
     views = torch.randn(batch * 2, 3, size, size)

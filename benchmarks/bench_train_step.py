@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _measure import best_seconds, machine
 from clinfonce.data.augment import ContrastiveAugment
 from clinfonce.losses import ClInfoNCELoss
-from clinfonce.models import Encoder
+from clinfonce.models import Network
 
 
 def main() -> None:
@@ -31,7 +31,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
     torch.manual_seed(0)
-    encoder = Encoder(args.backbone, small_images=True).to(memory_format=torch.channels_last)
+    encoder = Network(args.backbone, small_images=True).to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(encoder.parameters(), lr=0.01, momentum=0.9, nesterov=True)
     augment = ContrastiveAugment(args.image_size, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
     loss_fn = ClInfoNCELoss(temperature=0.1)

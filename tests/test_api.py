@@ -6,16 +6,19 @@ import numpy as np
 import pytest
 import torch
 
-from clinfonce.api import Encoder
-from clinfonce.data.augment import EvalTransform
+from clinfonce.config import ModelConfig
+from clinfonce.data.dataset import ImageInput
+from clinfonce.encoder import Encoder
 from clinfonce.errors import InputError
-from clinfonce.models import Encoder as Network
+from clinfonce.models import Network
+from clinfonce.records import EncoderInfo
 
 
 @pytest.fixture
-def encoder(tmp_path) -> Encoder:
-    network = Network("small", True, 16, 4)
-    return Encoder(network, EvalTransform(24, [0.5] * 3, [0.25] * 3), (24, 24), 3, "stretch", tmp_path)
+def encoder() -> Encoder:
+    model = ModelConfig(backbone="small", small_images=True, head_dim=16, width=4)
+    info = EncoderInfo(model, 24, (0.5,) * 3, (0.25,) * 3, ImageInput((24, 24), 3, "stretch"))
+    return Encoder(Network.of(model), info)
 
 
 def test_nothing_to_embed_gives_an_empty_matrix_of_the_right_width(encoder) -> None:

@@ -9,7 +9,7 @@ import torch
 import torchvision
 
 from clinfonce.config import load_config
-from clinfonce.data.synthetic import shapes_dataset
+from clinfonce.data.registry import load_dataset
 from clinfonce.errors import InputError
 from clinfonce.models import build_backbone, load_backbone_weights
 from clinfonce.training.engine import train
@@ -108,14 +108,16 @@ def test_fine_tuning_starts_from_the_file(timm_checkpoint, tmp_path) -> None:
         },
     )
     first = _FirstWeights()
-    run = train(config, callbacks=[first], dataset=shapes_dataset(n_train=64, n_test=32, seed=0))
+    run = train(
+        config, callbacks=[first], dataset=load_dataset("shapes", {"n_train": 64, "n_test": 32, "seed": 0})
+    )
     for key, value in first.state.items():
         assert torch.equal(value, saved[key]), key
-    trained = torch.load(run.encoder_path, weights_only=True)["state_dict"]
+    trained = torch.load(run.files.encoder_path, weights_only=True)["state_dict"]
     changed = [k for k in first.state if not torch.equal(trained[f"backbone.{k}"], saved[k])]
     assert changed  # and then it was trained (fine-tuned)
     # a resume takes every weight from its checkpoint: the starting file is not needed any more
     weights.unlink()
     longer = load_config(config, ["train.epochs=2", "train.resume=auto"])
-    resumed = train(longer, dataset=shapes_dataset(n_train=64, n_test=32, seed=0))
-    assert list(resumed.training()["epoch_loss"]) == ["0", "1"]
+    resumed = train(longer, dataset=load_dataset("shapes", {"n_train": 64, "n_test": 32, "seed": 0}))
+    assert list(resumed.training.epoch_loss) == [0, 1]

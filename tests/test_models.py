@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from clinfonce.errors import InputError
-from clinfonce.models import Encoder, SmallCNN, build_backbone
+from clinfonce.models import Network, SmallCNN, build_backbone
 
 
 @pytest.mark.parametrize("width", [4, 16, 32])
@@ -37,13 +37,13 @@ def test_resnet_small_image_stem_keeps_resolution() -> None:
 
 
 def test_resnet50_head_is_the_papers_2048_2048_128() -> None:
-    encoder = Encoder("resnet50", small_images=True, head_dim=128)
+    encoder = Network("resnet50", small_images=True, head_dim=128)
     linears = [m for m in encoder.head.modules() if isinstance(m, nn.Linear)]
     assert [(m.in_features, m.out_features) for m in linears] == [(2048, 2048), (2048, 128)]
 
 
 def test_encoder_features_come_before_the_head() -> None:
-    encoder = Encoder("small", head_dim=24, width=8).eval()
+    encoder = Network("small", head_dim=24, width=8).eval()
     images = torch.randn(3, 3, 32, 32)
     features = encoder.features(images)
     assert features.shape == (3, 64)

@@ -27,8 +27,8 @@ _EXPORTS = {
     "kmeans_clusters": "clinfonce.clusters",
     "rank_attributes": "clinfonce.clusters",
     "InputError": "clinfonce.errors",
-    "Encoder": "clinfonce.api",
-    "Run": "clinfonce.api",
+    "Encoder": "clinfonce.encoder",
+    "Run": "clinfonce.run",
     "evaluate": "clinfonce.api",
     "load_encoder": "clinfonce.api",
     "train": "clinfonce.api",
@@ -53,7 +53,7 @@ __all__ = [  # the names of _EXPORTS (a test checks), written out for static too
 ]
 
 if TYPE_CHECKING:
-    from clinfonce.api import Encoder, Run, evaluate, load_encoder, train
+    from clinfonce.api import evaluate, load_encoder, train
     from clinfonce.clusters import (
         ClusterAssignment,
         ClusterStats,
@@ -63,8 +63,10 @@ if TYPE_CHECKING:
         kmeans_clusters,
         rank_attributes,
     )
+    from clinfonce.encoder import Encoder
     from clinfonce.errors import InputError
     from clinfonce.losses import ClInfoNCELoss
+    from clinfonce.run import Run
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

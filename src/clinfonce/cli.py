@@ -484,27 +484,16 @@ def _add_neighbours(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_neighbours(args: argparse.Namespace) -> int:
-    from clinfonce.api import load_encoder
-    from clinfonce.retrieval import open_index
+    from clinfonce.retrieval import draw_neighbours, nearest_images
 
-    index = open_index(args.index)
-    checkpoint = Path(index.info["checkpoint"])
-    if not checkpoint.exists():
-        raise InputError(f"{args.index}: the encoder it was made with, {checkpoint}, is gone")
-    encoder = load_encoder(checkpoint)
-    query = encoder.embed([args.image], projection=bool(index.info.get("projection")))
-    scores, positions = index.search(query, args.k)
-    found = index.items.iloc[positions[0]].assign(similarity=scores[0].round(4)).reset_index(drop=True)
-    found.insert(0, "rank", range(1, len(found) + 1))
+    found = nearest_images(args.index, args.image, args.k)
     columns = [
         c for c in ("rank", "similarity", "row", "path", "class_name", "cluster", "split") if c in found
     ]
     shown = found[columns].astype(object)
     print(shown.where(shown.notna(), "").to_string(index=False))
     if args.out is not None:
-        from clinfonce.retrieval import draw_neighbours
-
-        draw_neighbours(args.out, args.image, found, index.info)
+        draw_neighbours(args.out, args.image, found, args.index)
         print(f"wrote {args.out}")
     return 0
 
@@ -694,72 +683,22 @@ def _run_eval(args: argparse.Namespace) -> int:
 
 
 def _run_embed(args: argparse.Namespace) -> int:
-    import numpy as np
-    import pandas as pd
-
-    from clinfonce._io import atomic_write_with
-    from clinfonce.api import load_encoder
-    from clinfonce.retrieval import ITEMS_FILE, write_index
-    from clinfonce.run import RunDir
+    from clinfonce.retrieval import embed, require_pyarrow
 
     if args.format == "parquet":
-        check_parquet()
-    encoder = load_encoder(args.checkpoint)
-    dataset = _dataset_from_args(args)
-    run = RunDir.containing(encoder.source)
-    if dataset is None:
-        if run is None:
-            raise InputError(f"{args.checkpoint}: not inside a run directory; name the dataset (--dataset)")
-        dataset = run.config().data.load()
-    table = dataset.table
-    rows = np.arange(len(table)) if args.split == "all" else dataset.rows(args.split)
-    embeddings = _embed_rows(encoder, dataset, rows, args.projection)
-    items = pd.DataFrame({"row": rows})
-    if "path" in table.columns:
-        items["path"] = table["path"].to_numpy()[rows]
-    items["label"] = table["label"].to_numpy()[rows]
-    items["class_name"] = [dataset.class_names[i] if i >= 0 else "" for i in items["label"]]
-    items["split"] = table["split"].to_numpy()[rows]
-    clusters = run.row_clusters(len(table))[rows] if run is not None else np.full(len(rows), -1)
-    items["cluster"] = pd.array(np.where(clusters >= 0, clusters, None), dtype="Int64")
-    args.out.mkdir(parents=True, exist_ok=True)
-    if args.format == "parquet":
-        frame = items.assign(embedding=list(embeddings))
-        atomic_write_with(args.out / "embeddings.parquet", lambda tmp: frame.to_parquet(tmp, index=False))
-        written = [args.out / "embeddings.parquet"]
-    else:
-        atomic_write_with(args.out / "embeddings.npy", lambda tmp: np.save(tmp, embeddings))
-        written = [args.out / "embeddings.npy"]
-    atomic_write_with(args.out / ITEMS_FILE, lambda tmp: items.to_csv(tmp, index=False))
-    written.append(args.out / ITEMS_FILE)
-    if args.index:
-        named, options = _dataset_args(args)
-        info = {
-            "checkpoint": str(encoder.source.absolute()),
-            "dataset": dataset.name,
-            "data_options": options if named is not None else run.config().data.options,
-            "split": args.split,
-            "projection": bool(args.projection),
-        }
-        write_index(args.out, embeddings, items, info)
-        written.append(args.out / "faiss.index")
-    print(f"wrote {', '.join(map(str, written))}: {embeddings.shape[0]} x {embeddings.shape[1]}")
+        require_pyarrow()  # before the encoder and the dataset are loaded
+    result = embed(
+        args.checkpoint,
+        _dataset_from_args(args),
+        split=args.split,
+        projection=args.projection,
+        out=args.out,
+        format=args.format,
+        index=args.index,
+    )
+    rows, dim = result.vectors.shape
+    print(f"wrote {', '.join(map(str, result.files))}: {rows} x {dim}")
     return 0
-
-
-def _embed_rows(encoder, dataset, rows: np.ndarray, projection: bool) -> np.ndarray:
-    """``float32 [len(rows), D]``: the encoder's embeddings of dataset rows, with its own preprocessing."""
-    from clinfonce.features import extract_features
-
-    return extract_features(encoder.network, dataset, rows, encoder.transform, projection=projection)
-
-
-def check_parquet() -> None:
-    """:class:`InputError` when pyarrow (Parquet) is not installed."""
-    try:
-        import pyarrow  # noqa: F401
-    except ModuleNotFoundError:
-        raise InputError("--format parquet needs pyarrow: pip install pyarrow") from None
 
 
 def _dataset_args(args: argparse.Namespace) -> tuple[str | None, dict]:

@@ -58,6 +58,26 @@ class DataConfig:
 
         return load_dataset(self.name, self.options, skip_bad=self.skip_bad)
 
+    def check_describes(self, dataset: ImageDataset) -> None:
+        """:class:`InputError` unless ``dataset`` is what this section loads (so a run's ``config.yaml``
+        describes the data it trained on); the message names the first key that differs."""
+        origin = dataset.origin
+        if origin is None:
+            raise InputError(
+                f"dataset {dataset.name!r} was built by hand, so no config can describe it: load it with "
+                "config.data.load() or clinfonce.data.registry.load_dataset(name, options)"
+            )
+        given = {"data.name": origin.name, "data.skip_bad": origin.skip_bad}
+        given |= {f"data.options.{k}": v for k, v in origin.options.items()}
+        wanted = {"data.name": self.name, "data.skip_bad": self.skip_bad}
+        wanted |= {f"data.options.{k}": v for k, v in self.options.items()}
+        for key in sorted(set(given) | set(wanted), key=lambda k: (k != "data.name", k)):
+            if given.get(key) != wanted.get(key):
+                raise InputError(
+                    f"the dataset given differs from the config's data section: {key} is "
+                    f"{given.get(key)!r} in the dataset, {wanted.get(key)!r} in the config"
+                )
+
 
 @dataclass
 class ModelConfig:

@@ -25,7 +25,8 @@ import pandas as pd
 from clinfonce._io import atomic_write_with
 from clinfonce.clusters import attribute_clusters, cluster_stats
 from clinfonce.compare import load_spec, run_compare
-from clinfonce.data.synthetic import ATTRIBUTE_COLUMNS, shapes_dataset
+from clinfonce.data.registry import load_dataset
+from clinfonce.data.synthetic import ATTRIBUTE_COLUMNS
 
 METHODS = ("simclr", "clinfonce", "supcon")
 
@@ -103,7 +104,7 @@ def run_demo(
     the demo's own lines go."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    dataset = shapes_dataset(n_train=settings.n_train, n_test=settings.n_test, seed=0)
+    dataset = load_dataset("shapes", settings.overrides()["data.options"])
     sweep = attribute_sweep(dataset.table.iloc[dataset.rows("train")], range(1, 7))
     atomic_write_with(out / "stage1_sweep.csv", lambda tmp: sweep.to_csv(tmp, index=False))
     log("Stage 1: attribute clusters of the training images, by the number k of top-entropy attributes")

@@ -11,11 +11,11 @@ import torch
 from clinfonce.data.augment import EvalTransform
 from clinfonce.data.dataset import ImageDataset
 from clinfonce.data.loaders import eval_loader
-from clinfonce.models import Encoder
+from clinfonce.models import Network
 
 
 def extract_features(
-    encoder: Encoder,
+    encoder: Network,
     dataset: ImageDataset,
     rows: np.ndarray,
     transform: EvalTransform,
@@ -30,18 +30,19 @@ def extract_features(
 
 @torch.no_grad()
 def embed_batches(
-    encoder: Encoder, batches: Iterable[torch.Tensor], transform: EvalTransform, projection: bool = False
+    encoder: Network, batches: Iterable[torch.Tensor], transform: EvalTransform, projection: bool = False
 ) -> np.ndarray:
     """``float32 [N, F]`` of ``uint8 [B, C, H, W]`` batches (N images in all), in eval mode: backbone features
     (``F = encoder.feature_dim``) or head outputs with ``projection`` (``F = encoder.head_dim``); ``[0, F]``
     for no batch."""
-    device = next(encoder.parameters()).device
+    parameter = next(encoder.parameters())
+    device, dtype = parameter.device, parameter.dtype
     was_training = encoder.training
     encoder.eval()
     chunks = []
     try:
         for images in batches:
-            inputs = transform(images.to(device))
+            inputs = transform(images.to(device)).to(dtype)  # float64 for a 64-true run's weights
             chunks.append((encoder(inputs) if projection else encoder.features(inputs)).float().cpu())
     finally:
         encoder.train(was_training)

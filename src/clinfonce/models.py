@@ -9,15 +9,17 @@ from __future__ import annotations
 import itertools
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
 from clinfonce.errors import InputError
 
+if TYPE_CHECKING:
+    from clinfonce.config import ModelConfig
+
 BACKBONES = ("small", "resnet18", "resnet50")
-#: the format tag of the ``encoder.pt`` files a run writes
-ENCODER_FORMAT = "clinfonce-encoder-v2"
 
 
 def build_backbone(name: str, small_images: bool = False, width: int = 32) -> tuple[nn.Module, int]:
@@ -170,7 +172,7 @@ class ProjectionHead(nn.Module):
         return self.net(x)
 
 
-class Encoder(nn.Module):
+class Network(nn.Module):
     """Backbone + projection head. ``forward`` gives projections; ``features`` gives the backbone output
     (what evaluation uses, *before* the head)."""
 
@@ -181,6 +183,11 @@ class Encoder(nn.Module):
         self.backbone, self.feature_dim = build_backbone(backbone, small_images, width)
         self.head_dim = head_dim
         self.head = ProjectionHead(self.feature_dim, self.feature_dim, head_dim)
+
+    @classmethod
+    def of(cls, model: ModelConfig) -> Network:
+        """The network a config's ``model`` section describes, randomly initialised."""
+        return cls(model.backbone, model.small_images, model.head_dim, model.width)
 
     def output_dim(self, projection: bool = False) -> int:
         """Size of :meth:`features` (``F``), or with ``projection`` of :meth:`forward` (``head_dim``)."""

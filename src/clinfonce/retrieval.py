@@ -9,17 +9,18 @@ An index folder (``clinfonce embed --index``) holds
 - ``index.json``: what was embedded: the checkpoint, the dataset and its options, the split, whether the
   vectors are backbone features or projections, and their size.
 
-:func:`open_index` reads it back; ``clinfonce neighbours`` embeds a query image with the same encoder and
-preprocessing and prints (and draws) its nearest images.
+:func:`embed` writes the embeddings of a dataset (and, asked, the index); :func:`open_index` reads an index
+back, and :func:`nearest_images` embeds a query image with the same encoder and preprocessing and finds its
+nearest indexed images (``clinfonce neighbours`` prints and draws them).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -27,9 +28,133 @@ import pandas as pd
 from clinfonce._io import atomic_write_with, write_json
 from clinfonce.errors import InputError
 
+if TYPE_CHECKING:
+    from clinfonce.data.dataset import ImageDataset
+    from clinfonce.run import Run
+
 INDEX_FILE = "faiss.index"
 ITEMS_FILE = "index.csv"
 INFO_FILE = "index.json"
+EMBEDDINGS_NPY = "embeddings.npy"
+EMBEDDINGS_PARQUET = "embeddings.parquet"
+#: what :func:`embed` takes for ``split``
+EMBED_SPLITS = ("all", "train", "val", "test")
+#: what :func:`embed` takes for ``format``
+EMBED_FORMATS = ("npy", "parquet")
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    """The embeddings of a dataset's images.
+
+    Attributes:
+        vectors: ``float32 [N, D]``: backbone features, or projection-head outputs.
+        items: ``[N]`` rows, row i describing vector i: ``row`` (of the dataset's table), ``path`` when
+            known, ``label``, ``class_name``, ``split``, ``cluster`` (the run's cluster of a training image,
+            else missing).
+        files: the files written (empty when nothing was).
+    """
+
+    vectors: np.ndarray
+    items: pd.DataFrame
+    files: list[Path] = field(default_factory=list)
+
+
+def embed(
+    run: Run | str | os.PathLike,
+    dataset: ImageDataset | None = None,
+    *,
+    split: str = "all",
+    projection: bool = False,
+    out: str | os.PathLike | None = None,
+    format: str = "npy",
+    index: bool = False,
+) -> Embeddings:
+    """Embed every image of a split with a run's encoder (its own preprocessing), and write them.
+
+    Args:
+        run: a :class:`~clinfonce.run.Run`, a run directory, its ``encoder.pt`` or a checkpoint of it.
+        dataset: the data to embed (loaded); default: the run's own.
+        split: ``all``, ``train``, ``val`` or ``test``.
+        projection: projection-head outputs instead of backbone features.
+        out: a folder for ``embeddings.npy`` (or ``embeddings.parquet``: the items plus an ``embedding``
+            column) and ``index.csv``; None writes nothing.
+        format: ``npy`` or ``parquet``.
+        index: also write a faiss index (``faiss.index`` and ``index.json``) into ``out``, for
+            :func:`nearest_images`.
+
+    Raises:
+        InputError: a bad split or format, Parquet without pyarrow, an index without ``out``, a checkpoint
+            outside a run directory without ``dataset``.
+    """
+    from clinfonce.encoder import Encoder
+    from clinfonce.features import extract_features
+    from clinfonce.run import Run, RunDir
+
+    if split not in EMBED_SPLITS:
+        raise InputError(f"split must be one of {', '.join(EMBED_SPLITS)}, got {split!r}")
+    if format not in EMBED_FORMATS:
+        raise InputError(f"format must be one of {', '.join(EMBED_FORMATS)}, got {format!r}")
+    if format == "parquet":
+        require_pyarrow()
+    if index and out is None:
+        raise InputError("an index is written into a folder: give out")
+    if isinstance(run, Run):
+        if run.encoder is None:
+            raise InputError(f"{run.dir}: the run has no trained encoder yet")
+        encoder, owner = run.encoder, run
+    else:
+        encoder = Encoder.load(run)
+        folder = RunDir.containing(encoder.source)
+        owner = Run.read(folder.path) if folder is not None else None
+    if dataset is None:
+        if owner is None:
+            raise InputError(f"{run}: not inside a run directory; name the dataset to embed")
+        dataset = owner.config.data.load()
+    table = dataset.table
+    rows = np.arange(len(table)) if split == "all" else dataset.rows(split)
+    vectors = extract_features(encoder.network, dataset, rows, encoder.transform, projection=projection)
+    items = pd.DataFrame({"row": rows})
+    if "path" in table.columns:
+        items["path"] = table["path"].to_numpy()[rows]
+    items["label"] = table["label"].to_numpy()[rows]
+    items["class_name"] = [dataset.class_names[i] if i >= 0 else "" for i in items["label"]]
+    items["split"] = table["split"].to_numpy()[rows]
+    clusters = owner.row_clusters(len(table))[rows] if owner is not None else np.full(len(rows), -1)
+    items["cluster"] = pd.array(np.where(clusters >= 0, clusters, None), dtype="Int64")
+    if out is None:
+        return Embeddings(vectors, items)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if format == "parquet":
+        frame = items.assign(embedding=list(vectors))
+        atomic_write_with(out / EMBEDDINGS_PARQUET, lambda tmp: frame.to_parquet(tmp, index=False))
+        files = [out / EMBEDDINGS_PARQUET]
+    else:
+        atomic_write_with(out / EMBEDDINGS_NPY, lambda tmp: np.save(tmp, vectors))
+        files = [out / EMBEDDINGS_NPY]
+    atomic_write_with(out / ITEMS_FILE, lambda tmp: items.to_csv(tmp, index=False))
+    files.append(out / ITEMS_FILE)
+    if index:
+        origin = dataset.origin
+        info = {
+            "checkpoint": str(Path(encoder.source).absolute()) if encoder.source else None,
+            "dataset": dataset.name,
+            "data_options": dict(origin.options) if origin is not None else {},
+            "split": split,
+            "projection": bool(projection),
+        }
+        write_index(out, vectors, items, info)
+        files.append(out / INDEX_FILE)
+    return Embeddings(vectors, items, files)
+
+
+def require_pyarrow() -> None:
+    """:class:`InputError` when pyarrow (Parquet) is not installed."""
+    try:
+        import pyarrow  # noqa: F401
+    except ModuleNotFoundError:
+        raise InputError("Parquet needs pyarrow: pip install pyarrow") from None
 
 
 def write_index(
@@ -113,11 +238,36 @@ def open_index(folder: str | os.PathLike) -> SearchIndex:
     return SearchIndex(index, items, info, folder)
 
 
+def nearest_images(folder: str | os.PathLike, image: str | os.PathLike, k: int = 10) -> pd.DataFrame:
+    """The ``k`` indexed images nearest to an image file, by cosine similarity of their embeddings.
+
+    The query is embedded by the index's own encoder and preprocessing (the checkpoint in ``index.json``).
+
+    Returns:
+        The rows of ``index.csv`` with ``rank`` (1 = nearest) first and ``similarity`` (rounded to 4
+        places), nearest first.
+
+    Raises:
+        InputError: not an index folder, its encoder is gone, an unreadable query image.
+    """
+    from clinfonce.encoder import Encoder
+
+    index = open_index(folder)
+    checkpoint = Path(index.info["checkpoint"])
+    if not checkpoint.exists():
+        raise InputError(f"{folder}: the encoder it was made with, {checkpoint}, is gone")
+    query = Encoder.load(checkpoint).embed([image], projection=bool(index.info.get("projection")))
+    scores, positions = index.search(query, k)
+    found = index.items.iloc[positions[0]].assign(similarity=scores[0].round(4)).reset_index(drop=True)
+    found.insert(0, "rank", range(1, len(found) + 1))
+    return found
+
+
 def draw_neighbours(
-    out: str | os.PathLike, query: str | os.PathLike, found: pd.DataFrame, info: dict[str, Any]
+    out: str | os.PathLike, query: str | os.PathLike, found: pd.DataFrame, folder: str | os.PathLike
 ) -> None:
-    """A PNG of the query image and its neighbours (``found``: rows of ``index.csv`` with ``similarity``),
-    each titled with its rank, similarity and class; the images come from the indexed dataset."""
+    """A PNG of the query image and its neighbours (``found``: from :func:`nearest_images` on the index in
+    ``folder``), each titled with its rank, similarity and class; the images come from the indexed dataset."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -127,6 +277,7 @@ def draw_neighbours(
     from clinfonce.data.registry import load_dataset, source
     from clinfonce.typed import fields_of
 
+    info = json.loads((Path(folder) / INFO_FILE).read_text(encoding="utf-8"))
     options = dict(info.get("data_options") or {})
     if "check_files" in {name for name, *_ in fields_of(source(info["dataset"]).options)}:
         options["check_files"] = False  # only the drawn images are read

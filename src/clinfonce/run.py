@@ -5,7 +5,8 @@ A run directory holds everything needed to understand and repeat a run::
     config.yaml              the resolved configuration (written once; read back as a Config)
     environment.json         seed, command, versions, machine (environment.resumed.json after a resume)
     clusters.csv/.json       the stage-1 cluster of every training image and its provenance
-    cluster_stats.json       H(Z), I(Z;T), ... of those clusters against the training labels
+    cluster_stats.json       H(Z), I(Z;T), ... of those clusters (K-means in training: its last) against
+                             the training labels
     skipped.csv              images left out by data.skip_bad (path, reason), when any
     checkpoints/             Lightning checkpoints every N epochs and last.ckpt (for resume)
     logs/                    metrics.csv and TensorBoard events
@@ -13,12 +14,14 @@ A run directory holds everything needed to understand and repeat a run::
     metrics.json, report.md  written by the evaluation
 
 Training writes through a :class:`RunDir`; evaluation and reports read through one, so no other module
-knows a file name of a run.
+knows a file name of a run. :class:`Run` is what a run knows about itself: training hands one on (nothing
+it just wrote is read back), :meth:`Run.read` reads one from a directory.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 import os
@@ -40,7 +43,9 @@ from clinfonce._io import (
 )
 from clinfonce.clusters import ClusterAssignment, ClusterStats
 from clinfonce.config import Config, save_config
+from clinfonce.encoder import Encoder
 from clinfonce.errors import InputError
+from clinfonce.records import TrainingSummary
 from clinfonce.typed import from_mapping
 
 #: The training-loss column of the CSV log, one value per epoch.
@@ -125,6 +130,14 @@ class RunDir:
     def clusters_path(self) -> Path:
         return self.path / self.CLUSTERS
 
+    def encoder_file(self) -> Path:
+        """The run's final ``encoder.pt``, else its newest ``last.ckpt``; :class:`InputError` when it has
+        neither."""
+        found = next((c for c in (self.encoder_path, self.last_checkpoint) if c.is_file()), None)
+        if found is None:
+            raise InputError(f"{self.path}: no {self.ENCODER} or checkpoints in this run directory")
+        return found
+
     def exists(self) -> bool:
         """Whether a run was started here (its config is written first)."""
         return self.config_path.is_file()
@@ -204,13 +217,14 @@ class RunDir:
         return pd.read_csv(path) if path.is_file() else pd.DataFrame()
 
     # -------------------------------------------------------------------------------- training summary
-    def write_training(self, summary: Mapping[str, Any]) -> None:
-        """What the trainer reports besides the curve (steps skipped as non-finite, ...)."""
-        write_json(self.path / self.TRAINING, dict(summary))
+    def write_training(self, summary: TrainingSummary) -> None:
+        """``training.json``: what the trainer reports besides the weights."""
+        write_json(self.path / self.TRAINING, summary.to_dict())
 
-    def training(self) -> dict[str, Any]:
+    def training(self) -> TrainingSummary | None:
+        """The run's training summary; None before training finished."""
         path = self.path / self.TRAINING
-        return json.loads(path.read_text()) if path.is_file() else {}
+        return TrainingSummary.from_dict(json.loads(path.read_text()), str(path)) if path.is_file() else None
 
     # ------------------------------------------------------------------------------------------ config
     def write_config(self, config: Config) -> None:
@@ -232,34 +246,33 @@ class RunDir:
         write_json(self.path / (self.ENVIRONMENT_RESUMED if resumed else self.ENVIRONMENT), dict(info))
 
     # ---------------------------------------------------------------------------------------- stage 1
-    def write_clusters(
-        self,
-        clusters: ClusterAssignment,
-        columns: Mapping[str, Sequence[Any]],
-        stats: ClusterStats | None,
-    ) -> None:
-        """The stage-1 assignment of the training rows (CSV + provenance JSON) and its statistics."""
+    def write_clusters(self, clusters: ClusterAssignment, columns: Mapping[str, Sequence[Any]]) -> None:
+        """The stage-1 assignment of the training rows (CSV + provenance JSON)."""
         clusters.save(self.clusters_path, columns=columns)
-        if stats is not None:
-            write_json(self.path / self.CLUSTER_STATS, stats.to_dict())
+
+    def write_cluster_stats(self, stats: ClusterStats) -> None:
+        """The statistics of the clusters the run trained on (for K-means during training: its last
+        clustering) against the training labels."""
+        write_json(self.path / self.CLUSTER_STATS, stats.to_dict())
 
     def clusters(self) -> ClusterAssignment | None:
         return ClusterAssignment.load(self.clusters_path) if self.clusters_path.is_file() else None
 
-    def row_clusters(self, n_rows: int) -> np.ndarray:
-        """``int64 [n_rows]``: the cluster each table row trained with (-1: none): the stage-1 clusters, or
-        for K-means during training the last clustering (kept in the final checkpoint)."""
-        ids = np.full(n_rows, -1, dtype=np.int64)
+    def trained_clusters(self) -> np.ndarray | None:
+        """``int64 [n]``: the cluster each table row trained with (-1: none; rows past the end: none), from
+        the stage-1 clusters, or for K-means during training the last clustering (kept in the final
+        checkpoint); None when the run trained on no clusters."""
         if self.clusters_path.is_file():
             frame = pd.read_csv(self.clusters_path, usecols=["row", "cluster"])
             rows = frame["row"].to_numpy()
-            inside = (rows >= 0) & (rows < n_rows)
-            ids[rows[inside]] = frame["cluster"].to_numpy()[inside]
-        elif self.last_checkpoint.is_file():
+            ids = np.full(int(rows.max()) + 1 if len(rows) else 0, -1, dtype=np.int64)
+            ids[rows] = frame["cluster"].to_numpy()
+            return ids
+        if self.last_checkpoint.is_file():
             buffer = load_checkpoint(self.last_checkpoint, mmap=True).get("state_dict", {}).get("cluster_ids")
-            if buffer is not None and len(buffer) == n_rows:
-                ids[:] = buffer.numpy()
-        return ids
+            if buffer is not None and bool((buffer >= 0).any()):
+                return buffer.numpy().astype(np.int64)
+        return None
 
     def cluster_stats(self) -> ClusterStats | None:
         path = self.path / self.CLUSTER_STATS
@@ -285,12 +298,11 @@ class RunDir:
 
         A finished run's curve is the trainer's own record (exact over interruptions and resumes); while a
         run trains, it is read from the CSV log."""
-        recorded = self.training().get("epoch_loss")
-        if recorded:
-            epochs = sorted(recorded, key=int)
-            return pd.DataFrame(
-                {"epoch": [int(e) for e in epochs], "train_loss": [recorded[e] for e in epochs]}
-            )
+        summary = self.training()
+        return loss_curve(summary.epoch_loss) if summary and summary.epoch_loss else self.logged_curve()
+
+    def logged_curve(self) -> pd.DataFrame:
+        """``epoch, train_loss`` from the CSV log (empty without one)."""
         path = self.logs_dir / self.METRICS_CSV
         if not path.is_file():
             return pd.DataFrame(columns=["epoch", "train_loss"])
@@ -321,6 +333,77 @@ class RunDir:
     def metrics(self) -> dict[str, Any] | None:
         path = self.path / self.METRICS
         return json.loads(path.read_text()) if path.is_file() else None
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """A run: its directory and what it recorded. Training hands one on; :meth:`read` reads one back.
+
+    Attributes:
+        dir: the run directory (:attr:`files` names its files).
+        config: the resolved config it was trained with.
+        encoder: the final encoder (``encoder.pt``); None until training finished.
+        clusters: the stage-1 clusters of the training images (None without fixed clusters).
+        cluster_stats: H(Z), I(Z;T), ... of the clusters it trained on (K-means during training: the last
+            clustering) against the training labels.
+        trained_clusters: ``int64 [n]`` the cluster each table row trained with (-1: none), or None.
+        training: the training summary (``training.json``); None until training finished.
+        skipped: images left out as unreadable (path -> reason).
+        metrics: the evaluation (``linear_top1``, ... in percent); None when not evaluated.
+    """
+
+    dir: Path
+    config: Config
+    encoder: Encoder | None
+    clusters: ClusterAssignment | None
+    cluster_stats: ClusterStats | None
+    trained_clusters: np.ndarray | None
+    training: TrainingSummary | None
+    skipped: dict[str, str]
+    metrics: dict[str, Any] | None = None
+
+    @property
+    def files(self) -> RunDir:
+        """The run's directory and its file names."""
+        return RunDir(self.dir)
+
+    def row_clusters(self, n_rows: int) -> np.ndarray:
+        """``int64 [n_rows]``: :attr:`trained_clusters` for a table of ``n_rows`` (-1 where none)."""
+        ids = np.full(n_rows, -1, dtype=np.int64)
+        if self.trained_clusters is not None:
+            n = min(n_rows, len(self.trained_clusters))
+            ids[:n] = self.trained_clusters[:n]
+        return ids
+
+    def curve(self) -> pd.DataFrame:
+        """``epoch, train_loss`` of every finished epoch (see :meth:`RunDir.training_curve`)."""
+        if self.training is not None and self.training.epoch_loss:
+            return loss_curve(self.training.epoch_loss)
+        return self.files.logged_curve()
+
+    @classmethod
+    def read(cls, path: str | Path) -> Run:
+        """The run in directory ``path``; :class:`InputError` when it holds none."""
+        files = RunDir(path)
+        return cls(
+            dir=files.path,
+            config=files.config(),
+            encoder=Encoder.load(files.encoder_path) if files.encoder_path.is_file() else None,
+            clusters=files.clusters(),
+            cluster_stats=files.cluster_stats(),
+            trained_clusters=files.trained_clusters(),
+            training=files.training(),
+            skipped=files.skipped(),
+            metrics=files.metrics(),
+        )
+
+
+def loss_curve(epoch_loss: Mapping[int, float]) -> pd.DataFrame:
+    """``epoch, train_loss`` of a training summary's ``epoch_loss``, by epoch."""
+    epochs = sorted(epoch_loss)
+    return pd.DataFrame(
+        {"epoch": [int(e) for e in epochs], "train_loss": [float(epoch_loss[e]) for e in epochs]}
+    )
 
 
 def checkpoint_step(path: str | Path) -> int | None:

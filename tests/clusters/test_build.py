@@ -186,7 +186,7 @@ def test_training_writes_the_config_clusters(data) -> None:
         }
     )
     run = train(config)
-    written = pd.read_csv(run.clusters_path)
+    written = pd.read_csv(run.files.clusters_path)
     out = tmp_path / "train_rows.csv"
     train_table = table[table["split"] == "train"]
     train_table.to_csv(out, index=False)

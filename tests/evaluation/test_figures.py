@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 
 from clinfonce.config import load_config
-from clinfonce.data.synthetic import shapes_dataset
+from clinfonce.data.registry import load_dataset
 from clinfonce.evaluation import figures
-from clinfonce.evaluation.pipeline import evaluate_encoder, load_encoder
+from clinfonce.evaluation.pipeline import evaluate_encoder
 from clinfonce.training.engine import train
 
 
 @pytest.fixture(scope="module")
 def evaluated(tmp_path_factory):
-    data = shapes_dataset(n_train=192, n_test=96, seed=1)
+    data = load_dataset("shapes", {"n_train": 192, "n_test": 96, "seed": 1})
     out = tmp_path_factory.mktemp("fig") / "run"
     config = load_config(
         "shapes",
@@ -28,7 +28,7 @@ def evaluated(tmp_path_factory):
         },
     )
     run = train(config, dataset=data)
-    return data, run, evaluate_encoder(load_encoder(run.path), data, config.eval)
+    return data, run, evaluate_encoder(run.encoder, data, config.eval)
 
 
 def test_the_probe_predictions_are_those_the_accuracy_counts(evaluated) -> None:
@@ -51,7 +51,7 @@ def test_figures_that_do_not_apply_are_left_out(evaluated, tmp_path) -> None:
         )
         == "embedding_map.png"
     )
-    assert figures.training_curve(tmp_path, run.training_curve().iloc[:0]) is None
+    assert figures.training_curve(tmp_path, run.curve().iloc[:0]) is None
 
 
 def test_contact_sheet_shows_the_largest_clusters(evaluated, tmp_path) -> None:
@@ -59,6 +59,6 @@ def test_contact_sheet_shows_the_largest_clusters(evaluated, tmp_path) -> None:
 
     data, run, evaluation = evaluated
     clusters = run.row_clusters(len(data))
-    name = figures.contact_sheet(tmp_path, data, evaluation.train_rows, clusters, list(run.clusters().keys))
+    name = figures.contact_sheet(tmp_path, data, evaluation.train_rows, clusters, list(run.clusters.keys))
     with Image.open(tmp_path / name) as picture:
         assert picture.size[0] > 400 and picture.size[1] > 400

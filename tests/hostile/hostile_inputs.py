@@ -181,13 +181,14 @@ def image_table(
 def encoder_payload(
     backbone_written: str = "small", backbone_claimed: str = "small", crop_size: int = 16
 ) -> dict:
-    """What ``training.engine.save_encoder`` writes: the weights of a ``backbone_written`` encoder, with
+    """What ``Encoder.save`` writes: the weights of a ``backbone_written`` encoder, with
     model settings that claim ``backbone_claimed``."""
     from clinfonce.config import ModelConfig
-    from clinfonce.models import ENCODER_FORMAT, Encoder
+    from clinfonce.encoder import ENCODER_FORMAT
+    from clinfonce.models import Network
     from clinfonce.typed import to_mapping
 
-    encoder = Encoder(backbone_written, small_images=True, head_dim=8, width=4)
+    encoder = Network(backbone_written, small_images=True, head_dim=8, width=4)
     model = to_mapping(ModelConfig(backbone=backbone_claimed, small_images=True, head_dim=8, width=4))
     return {
         "format": ENCODER_FORMAT,

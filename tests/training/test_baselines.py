@@ -12,10 +12,10 @@ import torch
 
 from clinfonce.clusters import ClusterSpec, attribute_targets, build_for_dataset
 from clinfonce.config import load_config
-from clinfonce.data.synthetic import shapes_dataset
+from clinfonce.data.registry import load_dataset
 from clinfonce.errors import InputError
 from clinfonce.losses import ClInfoNCELoss, image_attribute_infonce
-from clinfonce.models import Encoder
+from clinfonce.models import Network
 from clinfonce.training.engine import train
 from clinfonce.training.objectives import AttributePrediction, Batch, Classification, Contrastive
 
@@ -51,7 +51,7 @@ def test_image_attribute_infonce_matches_the_definition() -> None:
 
 
 def test_attribute_prediction_leaves_missing_values_out() -> None:
-    encoder = Encoder("small", True, 8, 4)
+    encoder = Network("small", True, 8, 4)
     targets = torch.tensor([[1, -1, 0], [0, 1, 1], [-1, -1, -1]], dtype=torch.int8)
     objective = AttributePrediction(encoder.feature_dim, targets)
     images = torch.randn(3, 3, 16, 16)
@@ -70,7 +70,7 @@ def test_attribute_prediction_leaves_missing_values_out() -> None:
 
 
 def test_cluster_classification_targets_the_cluster_ids() -> None:
-    encoder = Encoder("small", True, 8, 4)
+    encoder = Network("small", True, 8, 4)
     objective = Classification(encoder.feature_dim, 5, "clusters")
     images = torch.randn(4, 3, 16, 16)
     clusters = torch.tensor([4, 0, -1, 2])  # the third has no cluster: left out
@@ -86,7 +86,7 @@ def test_joint_objective_is_clinfonce_plus_infonce_on_a_second_head() -> None:
     from clinfonce.models import ProjectionHead
 
     torch.manual_seed(0)
-    encoder = Encoder("small", True, 8, 4)
+    encoder = Network("small", True, 8, 4)
     loss_fn = ClInfoNCELoss(0.2)
     second = ProjectionHead(encoder.feature_dim, encoder.feature_dim, 8)
     objective = Contrastive(loss_fn, "clusters", second)
@@ -104,7 +104,7 @@ def test_joint_objective_is_clinfonce_plus_infonce_on_a_second_head() -> None:
 
 @pytest.fixture(scope="module")
 def data():
-    return shapes_dataset(n_train=192, n_test=64, seed=2)
+    return load_dataset("shapes", {"n_train": 192, "n_test": 64, "seed": 2})
 
 
 def test_attribute_targets_are_the_clustered_attributes(data) -> None:
@@ -166,11 +166,11 @@ def test_each_baseline_trains_and_is_evaluated(tmp_path, data, method) -> None:
         ],
     )
     run = train(config, dataset=data)
-    losses = run.training()["epoch_loss"]
+    losses = run.training.epoch_loss
     assert len(losses) == 2 and all(np.isfinite(list(losses.values())))
-    state = torch.load(run.last_checkpoint, weights_only=True)["state_dict"]
+    state = torch.load(run.files.last_checkpoint, weights_only=True)["state_dict"]
     if method == "cluster_ce":  # one output per stage-1 cluster, as clusters.csv has them
-        n_clusters = run.clusters().n_clusters
+        n_clusters = run.clusters.n_clusters
         assert state["objective.classifier.weight"].shape[0] == n_clusters
     else:  # the targets are the 3 clustered attributes of the training rows
         targets = state["objective.targets"].numpy()

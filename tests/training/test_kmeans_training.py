@@ -12,9 +12,9 @@ import torch
 from clinfonce.clusters import kmeans_clusters
 from clinfonce.config import load_config
 from clinfonce.data.augment import EvalTransform
-from clinfonce.data.synthetic import shapes_dataset
+from clinfonce.data.registry import load_dataset
 from clinfonce.features import extract_features
-from clinfonce.models import Encoder
+from clinfonce.models import Network
 from clinfonce.training.engine import train
 from tiny_runs import TINY_SHAPES
 
@@ -23,7 +23,7 @@ SETTINGS = [*TINY_SHAPES, "clusters.source=kmeans", "clusters.k=12"]
 
 @pytest.fixture(scope="module")
 def data():
-    return shapes_dataset(n_train=256, n_test=64, seed=4)
+    return load_dataset("shapes", {"n_train": 256, "n_test": 64, "seed": 4})
 
 
 def _config(out, *extra):
@@ -44,14 +44,14 @@ def test_reclusters_on_schedule_with_the_models_own_features(tmp_path, data) -> 
         _config(tmp_path / "run", "train.epochs=4", "clusters.warmup_epochs=1", "clusters.every=2"),
         dataset=data,
     )
-    log = run.reclusters()
+    log = run.files.reclusters()
     assert log["epoch"].tolist() == [1, 3]  # after one warm-up epoch, then every second epoch
     assert (log["n_clusters"] <= 12).all() and (log["n_clusters"] >= 2).all()
     assert {"seconds", "epoch_seconds", "I_Z_T", "H_Z_given_T"} <= set(log.columns)
     # the ids in the buffer are K-means of the L2-normalised head outputs at the start of epoch 3: redo it
     # from the epoch-2 checkpoint's weights, independently of the callback
-    checkpoint = torch.load(run.checkpoints_dir / "epoch0002.ckpt", weights_only=True)
-    encoder = Encoder("small", True, 16, 8)
+    checkpoint = torch.load(run.files.checkpoints_dir / "epoch0002.ckpt", weights_only=True)
+    encoder = Network("small", True, 16, 8)
     encoder.load_state_dict(
         {k[len("encoder.") :]: v for k, v in checkpoint["state_dict"].items() if k.startswith("encoder.")}
     )
@@ -62,7 +62,7 @@ def test_reclusters_on_schedule_with_the_models_own_features(tmp_path, data) -> 
     )
     features = features / np.linalg.norm(features, axis=1, keepdims=True)
     expected = kmeans_clusters(features, 12, seed=3, spherical=True).ids
-    final = torch.load(run.checkpoints_dir / "last.ckpt", weights_only=True)["state_dict"][
+    final = torch.load(run.files.checkpoints_dir / "last.ckpt", weights_only=True)["state_dict"][
         "cluster_ids"
     ].numpy()
     np.testing.assert_array_equal(final[rows], expected)
@@ -73,15 +73,15 @@ def test_warm_up_is_infonce_and_ids_survive_a_resume(tmp_path, data) -> None:
     settings = ("train.epochs=3", "clusters.warmup_epochs=1")
     straight = train(_config(tmp_path / "straight", *settings), dataset=data)
     first = train(_config(tmp_path / "resumed", *settings), callbacks=[_Stop(1)], dataset=data)
-    stopped = torch.load(first.last_checkpoint, weights_only=True)
+    stopped = torch.load(first.files.last_checkpoint, weights_only=True)
     assert stopped["epoch"] == 1 and (stopped["state_dict"]["cluster_ids"][data.rows("train")] >= 0).all()
     train(_config(tmp_path / "resumed", *settings, "train.resume=auto"), dataset=data)
-    a = pd.read_csv(straight.path / "reclusters.csv")
-    b = pd.read_csv(first.path / "reclusters.csv")
+    a = pd.read_csv(straight.dir / "reclusters.csv")
+    b = pd.read_csv(first.dir / "reclusters.csv")
     columns = ["epoch", "n_clusters", "I_Z_T", "H_Z_given_T"]
     pd.testing.assert_frame_equal(a[columns], b[columns])  # one clustering per epoch, none lost or repeated
-    wa = torch.load(straight.encoder_path, weights_only=True)["state_dict"]
-    wb = torch.load(first.encoder_path, weights_only=True)["state_dict"]
+    wa = torch.load(straight.files.encoder_path, weights_only=True)["state_dict"]
+    wb = torch.load(first.files.encoder_path, weights_only=True)["state_dict"]
     for key in wa:
         torch.testing.assert_close(wa[key], wb[key], rtol=0, atol=0, msg=key)
 
@@ -111,7 +111,7 @@ def test_kmeans_on_the_previous_epochs_training_projections(tmp_path, data) -> N
         callbacks=[snapshot],
         dataset=data,
     )
-    log = run.reclusters().set_index("epoch")
+    log = run.files.reclusters().set_index("epoch")
     rows = data.rows("train")
     assert log.index.tolist() == [1, 2, 3]
     for epoch in (1, 2, 3):
@@ -130,7 +130,7 @@ def test_kmeans_on_the_previous_epochs_training_projections(tmp_path, data) -> N
 
 def test_joint_variant_adds_infonce_on_a_second_head(tmp_path, data) -> None:
     run = train(_config(tmp_path / "run", "train.epochs=2", "method.joint_infonce=true"), dataset=data)
-    state = torch.load(run.last_checkpoint, weights_only=True)["state_dict"]
+    state = torch.load(run.files.last_checkpoint, weights_only=True)["state_dict"]
     second = sorted(k for k in state if k.startswith("objective.instance_head."))
     first = sorted(k for k in state if k.startswith("encoder.head."))
     # a second projection head of the same shape as the first, trained to other weights
@@ -139,4 +139,4 @@ def test_joint_variant_adds_infonce_on_a_second_head(tmp_path, data) -> None:
     assert weights and not any(
         torch.equal(state[k], state[k.replace("objective.instance_head.", "encoder.head.")]) for k in weights
     )
-    assert run.reclusters()["epoch"].tolist() == [1]
+    assert run.files.reclusters()["epoch"].tolist() == [1]

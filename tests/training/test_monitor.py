@@ -16,7 +16,7 @@ from clinfonce.data.registry import load_dataset
 from clinfonce.evaluation.knn import knn_accuracy
 from clinfonce.evaluation.pipeline import evaluate_checkpoint
 from clinfonce.features import extract_features
-from clinfonce.models import Encoder
+from clinfonce.models import Network
 from clinfonce.training.engine import train
 
 
@@ -51,12 +51,12 @@ def test_online_knn_is_the_knn_of_that_epochs_weights(tmp_path) -> None:
     )
     data = load_dataset("imagefolder", options)
     run = train(config, dataset=data)
-    logged = pd.read_csv(run.logs_dir / "metrics.csv").dropna(subset=["val/knn5_top1"])
+    logged = pd.read_csv(run.files.logs_dir / "metrics.csv").dropna(subset=["val/knn5_top1"])
     assert logged["epoch"].tolist() == [0, 1]
     # recompute epoch 2's value from the weights at its end, independently of the callback
-    checkpoint = torch.load(run.last_checkpoint, weights_only=True)
+    checkpoint = torch.load(run.files.last_checkpoint, weights_only=True)
     assert checkpoint["epoch"] == 1
-    encoder = Encoder("small", True, 128, 8)
+    encoder = Network("small", True, 128, 8)
     encoder.load_state_dict(
         {k[8:]: v for k, v in checkpoint["state_dict"].items() if k.startswith("encoder.")}
     )
@@ -74,13 +74,13 @@ def test_online_knn_is_the_knn_of_that_epochs_weights(tmp_path) -> None:
     )["knn5_top1"]
     assert logged["val/knn5_top1"].iloc[-1] == pytest.approx(expected, abs=1e-4)
     # TensorBoard: the config as hyper-parameters, and the evaluation beside them
-    hparams = yaml.safe_load((run.logs_dir / "hparams.yaml").read_text())
+    hparams = yaml.safe_load((run.files.logs_dir / "hparams.yaml").read_text())
     assert hparams["method.name"] == "clinfonce" and hparams["eval.knn_every"] == 1
-    metrics = evaluate_checkpoint(run.path, dataset=data)
+    metrics = evaluate_checkpoint(run.dir, dataset=data)
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     values = {}
-    for events in run.logs_dir.glob("events.out.tfevents.*"):
+    for events in run.files.logs_dir.glob("events.out.tfevents.*"):
         accumulator = EventAccumulator(str(events))
         accumulator.Reload()
         for tag in accumulator.Tags()["scalars"]:

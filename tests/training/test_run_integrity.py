@@ -246,11 +246,14 @@ def test_bad_steps_within_the_budget_are_skipped_and_counted(tmp_path) -> None:
         load_config("shapes", [*settings, f"train.out={tmp_path / 'poisoned'}"]),
         callbacks=[_PoisonStep({3, 5})],
     )
-    assert poisoned.training()["bad_steps"] == [3, 5] and clean.training()["bad_steps"] == []
-    weights = [torch.load(run.encoder_path, weights_only=True)["state_dict"] for run in (clean, poisoned)]
+    assert poisoned.training.bad_steps == [3, 5] and clean.training.bad_steps == []
+    assert poisoned.files.training() == poisoned.training  # what training.json holds
+    weights = [
+        torch.load(run.files.encoder_path, weights_only=True)["state_dict"] for run in (clean, poisoned)
+    ]
     assert all(torch.isfinite(v).all() for v in weights[1].values() if v.is_floating_point())
     assert any(not torch.equal(weights[0][k], weights[1][k]) for k in weights[0])  # two steps were left out
-    report = render_run_report(name="r", metrics={}, trained=poisoned.training())
+    report = render_run_report(name="r", metrics={}, trained=poisoned.training)
     assert "non-finite loss or gradient: 2" in report
     with pytest.raises(RunStopped, match="training stopped at step 3"):  # over the budget: stop
         train(

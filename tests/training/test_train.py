@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from clinfonce.config import load_config
-from clinfonce.data.synthetic import shapes_dataset
+from clinfonce.data.registry import load_dataset
+from clinfonce.encoder import Encoder
 from clinfonce.errors import InputError
-from clinfonce.evaluation.pipeline import evaluate_checkpoint, load_encoder
+from clinfonce.evaluation.pipeline import evaluate_checkpoint
 from clinfonce.run import RunDir
 from clinfonce.training.engine import train
 
@@ -23,7 +24,7 @@ def training_curve(run_dir):
 
 @pytest.fixture(scope="module")
 def tiny():
-    return shapes_dataset(n_train=384, n_test=192, image_size=32, seed=1)
+    return load_dataset("shapes", {"n_train": 384, "n_test": 192, "seed": 1})
 
 
 def tiny_config(run_dir, method="clinfonce", epochs=3, **train_options):
@@ -49,7 +50,7 @@ def tiny_config(run_dir, method="clinfonce", epochs=3, **train_options):
 
 
 def test_train_then_evaluate_learns(tmp_path, tiny) -> None:
-    run_dir = train(tiny_config(tmp_path / "run", method="supcon", epochs=4), dataset=tiny).path
+    run_dir = train(tiny_config(tmp_path / "run", method="supcon", epochs=4), dataset=tiny).dir
     for name in (
         "config.yaml",
         "environment.json",
@@ -67,7 +68,7 @@ def test_train_then_evaluate_learns(tmp_path, tiny) -> None:
 
 
 def test_clinfonce_run_records_cluster_provenance(tmp_path, tiny) -> None:
-    run_dir = train(tiny_config(tmp_path / "run", epochs=1), dataset=tiny).path
+    run_dir = train(tiny_config(tmp_path / "run", epochs=1), dataset=tiny).dir
     meta = (run_dir / "clusters.json").read_text()
     assert '"method": "attributes"' in meta and '"k": 3' in meta
     assert (run_dir / "cluster_stats.json").exists()
@@ -81,10 +82,10 @@ class StopAfterFirstEpoch(L.Callback):
 
 
 def test_resume_matches_an_uninterrupted_run(tmp_path, tiny) -> None:
-    straight = train(tiny_config(tmp_path / "straight", epochs=2), dataset=tiny).path
+    straight = train(tiny_config(tmp_path / "straight", epochs=2), dataset=tiny).dir
     interrupted = train(
         tiny_config(tmp_path / "resumed", epochs=2), callbacks=[StopAfterFirstEpoch()], dataset=tiny
-    ).path
+    ).dir
     first = torch.load(interrupted / "checkpoints" / "last.ckpt", weights_only=True)
     assert first["epoch"] == 0
     # a row logged after the checkpoint, as a run killed mid-epoch leaves: it must not survive the resume
@@ -122,7 +123,7 @@ def test_resume_from_a_file_that_is_not_a_training_checkpoint(tmp_path, tiny) ->
 
 
 def test_bf16_mixed_precision_trains_on_cpu(tmp_path, tiny) -> None:
-    run_dir = train(tiny_config(tmp_path / "run", epochs=1, precision="bf16-mixed"), dataset=tiny).path
+    run_dir = train(tiny_config(tmp_path / "run", epochs=1, precision="bf16-mixed"), dataset=tiny).dir
     curve = training_curve(run_dir)
     assert len(curve) == 1 and torch.isfinite(torch.tensor(curve["train_loss"].to_numpy())).all()
     saved = torch.load(run_dir / "encoder.pt", weights_only=True)["state_dict"]
@@ -130,7 +131,7 @@ def test_bf16_mixed_precision_trains_on_cpu(tmp_path, tiny) -> None:
 
 
 def test_step_checkpoints_beside_epoch_checkpoints(tmp_path, tiny) -> None:
-    run_dir = train(tiny_config(tmp_path / "run", epochs=1, checkpoint_every_n_steps=2), dataset=tiny).path
+    run_dir = train(tiny_config(tmp_path / "run", epochs=1, checkpoint_every_n_steps=2), dataset=tiny).dir
     names = sorted(path.name for path in (run_dir / "checkpoints").iterdir())
     steps_per_epoch = 384 // 64
     expected_steps = [f"step{step:08d}.ckpt" for step in range(2, steps_per_epoch + 1, 2)]
@@ -155,15 +156,15 @@ def test_checkpoints_cannot_run_code(tmp_path) -> None:
     evil = tmp_path / "evil.ckpt"
     evil.write_bytes(pickle.dumps({"state_dict": Exploit()}))
     with pytest.raises(InputError, match="not a loadable clinfonce checkpoint"):
-        load_encoder(evil)
+        Encoder.load(evil)
     assert not marker.exists()
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
     with pytest.raises(InputError, match=r"junk\.pt"):
-        load_encoder(junk)
+        Encoder.load(junk)
     other = tmp_path / "other.pt"
     torch.save({"weights": torch.zeros(2)}, other)
     with pytest.raises(InputError, match="not a clinfonce checkpoint"):
-        load_encoder(other)
+        Encoder.load(other)
     with pytest.raises(InputError, match=r"no encoder\.pt or checkpoints"):
-        load_encoder(tmp_path)
+        Encoder.load(tmp_path)

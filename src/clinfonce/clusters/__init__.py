@@ -31,6 +31,7 @@ _EXPORTS = {
     "ClusterSpec": "clinfonce.clusters.spec",
     "ClusterStats": "clinfonce.clusters.stats",
     "cluster_stats": "clinfonce.clusters.stats",
+    "labelled_cluster_stats": "clinfonce.clusters.stats",
     "clustering_warnings": "clinfonce.clusters.stats",
     "WordNet": "clinfonce.clusters.wordnet",
 }
@@ -54,6 +55,7 @@ __all__ = [  # the names of _EXPORTS (a test checks), written out for static too
     "fit_kmeans",
     "hierarchy_clusters",
     "kmeans_clusters",
+    "labelled_cluster_stats",
     "rank_attributes",
     "read_parents",
     "root_paths",
@@ -78,7 +80,12 @@ if TYPE_CHECKING:
     from clinfonce.clusters.hierarchy import hierarchy_clusters, root_paths
     from clinfonce.clusters.kmeans import KMeansResult, fit_kmeans, kmeans_clusters
     from clinfonce.clusters.spec import ClusterSpec
-    from clinfonce.clusters.stats import ClusterStats, cluster_stats, clustering_warnings
+    from clinfonce.clusters.stats import (
+        ClusterStats,
+        cluster_stats,
+        clustering_warnings,
+        labelled_cluster_stats,
+    )
     from clinfonce.clusters.wordnet import WordNet
 
 

@@ -163,6 +163,20 @@ def cluster_stats(
     )
 
 
+def labelled_cluster_stats(cluster_ids: np.ndarray, labels: np.ndarray) -> ClusterStats | None:
+    """:func:`cluster_stats` over the rows with a label (``int`` labels, -1: none); None when no row has
+    one.
+
+    Args:
+        cluster_ids: ``int64 [N]`` cluster ids.
+        labels: ``int64 [N]`` dataset labels, -1 where a row has none.
+    """
+    labelled = np.asarray(labels) >= 0
+    if not labelled.any():
+        return None
+    return cluster_stats(np.asarray(cluster_ids)[labelled], np.asarray(labels)[labelled])
+
+
 def _codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(codes int64 [N], counts int64 [K])`` of the distinct values."""
     if values.dtype == object:

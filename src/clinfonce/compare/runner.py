@@ -31,7 +31,7 @@ from clinfonce.config import Config
 from clinfonce.data.dataset import ImageDataset
 from clinfonce.errors import InputError, RunStopped
 from clinfonce.logs import library_output
-from clinfonce.run import RunDir, config_differences
+from clinfonce.run import Run, RunDir, config_differences
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ def _conflict(config: Config) -> list[str]:
 def _run_one(run: PlannedRun, out: Path, dataset: ImageDataset, overwrite: bool) -> dict[str, Any]:
     """Train (or resume, or re-use) and evaluate one run; a failure becomes a row, never an exception
     (but Ctrl-C stops the comparison)."""
-    from clinfonce.evaluation.pipeline import evaluate_checkpoint
+    from clinfonce.evaluation.pipeline import evaluate_run
     from clinfonce.training.engine import train
 
     folder = RunDir(run.config.train.out)
@@ -159,17 +159,21 @@ def _run_one(run: PlannedRun, out: Path, dataset: ImageDataset, overwrite: bool)
         "reused": False,
     }
     try:
-        metrics = None if overwrite else folder.metrics()
-        if metrics is not None:
+        finished = None if overwrite or folder.metrics() is None else Run.read(folder.path)
+        if finished is not None:
             row["reused"] = True
         else:
             resume = None if overwrite or not folder.exists() else "auto"
             config = dataclasses.replace(
                 run.config, train=dataclasses.replace(run.config.train, resume=resume)
             )
-            train(config, dataset=dataset, overwrite=overwrite and folder.exists())
-            metrics = evaluate_checkpoint(folder.path, dataset=dataset)
-        row.update(status="ok", **_metrics(metrics), **_cluster_columns(folder))
+            trained = train(config, dataset=dataset, overwrite=overwrite and folder.exists())
+            finished = dataclasses.replace(trained, metrics=evaluate_run(trained, dataset))
+        # the run's own record of its training time (kept over resumes and re-uses)
+        seconds = finished.training.train_seconds if finished.training is not None else None
+        row.update(
+            status="ok", **_metrics(finished.metrics), **_cluster_columns(finished), train_seconds=seconds
+        )
     except (KeyboardInterrupt, RunStopped) as stopped:
         if isinstance(stopped, RunStopped) and stopped.exit_status != 130:
             row.update(status="failed", error=_one_line(stopped))
@@ -184,8 +188,6 @@ def _run_one(run: PlannedRun, out: Path, dataset: ImageDataset, overwrite: bool)
         log.warning(
             "run %s failed: %s (traceback in %s)", run.name, row["error"], failures / f"{run.name}.txt"
         )
-    # the run's own record (kept over resumes and re-uses); runs of clinfonce < 0.3 have none
-    row["train_seconds"] = folder.training().get("train_seconds") if row.get("status") == "ok" else None
     return row
 
 
@@ -200,26 +202,18 @@ def _metrics(metrics: dict[str, Any]) -> dict[str, Any]:
     return {key: None if value is None else round(float(value), 2) for key, value in values.items()}
 
 
-def _cluster_columns(folder: RunDir) -> dict[str, Any]:
-    """Size and information of the run's clustering: its stage-1 clusters, or the last K-means of a run
-    that re-clustered (on the training split, against the labels)."""
-    stats = folder.cluster_stats()
-    if stats is not None:
-        return {
-            "n_clusters": stats.n_clusters,
-            "I_Z_T": round(stats.I_Z_T, 4),
-            "H_Z_given_T": round(stats.H_Z_given_T, 4),
-            "H_T": round(stats.H_T, 4),
-        }
-    reclusters = folder.reclusters()
-    if len(reclusters) and "I_Z_T" in reclusters.columns:
-        last = reclusters.iloc[-1]
-        return {
-            "n_clusters": int(last["n_clusters"]),
-            "I_Z_T": round(float(last["I_Z_T"]), 4),
-            "H_Z_given_T": round(float(last["H_Z_given_T"]), 4),
-        }
-    return {}
+def _cluster_columns(run: Run) -> dict[str, Any]:
+    """Size and information of the clustering the run trained on (its stage-1 clusters, or the last
+    K-means of a run that re-clustered), on the training split, against the labels."""
+    stats = run.cluster_stats
+    if stats is None:
+        return {}
+    return {
+        "n_clusters": stats.n_clusters,
+        "I_Z_T": round(stats.I_Z_T, 4),
+        "H_Z_given_T": round(stats.H_Z_given_T, 4),
+        "H_T": round(stats.H_T, 4),
+    }
 
 
 def _table(rows: list[dict[str, Any]], sweep_key: str | None) -> pd.DataFrame:

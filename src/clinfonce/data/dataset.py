@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -48,6 +49,37 @@ class AuxInfo:
     notes: str = ""
 
 
+@dataclass(frozen=True)
+class ImageInput:
+    """How a dataset's images are decoded: what an image from elsewhere must go through to look like them.
+
+    Attributes:
+        image_size: ``(H, W)`` in pixels.
+        channels: 1 (grayscale) or 3 (RGB).
+        resize: ``center_crop`` (shorter side to size, then a centre crop) or ``stretch`` (a plain resize).
+    """
+
+    image_size: tuple[int, int]
+    channels: int
+    resize: str
+
+
+@dataclass(frozen=True)
+class DataOrigin:
+    """What a dataset was loaded from (set by :func:`~clinfonce.data.registry.load_dataset`): the config's
+    ``data`` section that describes it.
+
+    Attributes:
+        name: the registered dataset.
+        options: its resolved options (every key, defaults filled in), as plain data.
+        skip_bad: whether unreadable images were left out.
+    """
+
+    name: str
+    options: Mapping[str, Any]
+    skip_bad: bool
+
+
 @dataclass
 class ImageDataset:
     """Images plus their metadata.
@@ -58,10 +90,15 @@ class ImageDataset:
         class_names: ``[n_classes]``; ``class_names[label]`` is the source's name of the class.
         loader: loads table row ``i`` as ``uint8 [C, H, W]`` (C = 1 or 3), all images the same size.
         image_size: ``(H, W)`` of what ``loader`` returns.
+        channels: C of what ``loader`` returns (1 or 3).
+        resize: how ``loader`` brought an image of another shape to ``image_size`` (``center_crop`` or
+            ``stretch``).
         mean, std: per-channel normalisation statistics of the dataset in [0, 1] units (3 values).
         aux: the auxiliary information available for stage 1.
         root: the directory file paths are relative to (None for in-memory data).
         skipped: files left out because they could not be read (path -> reason), with ``--skip-bad``.
+        origin: what it was loaded from; None for a dataset built by hand (it cannot train a run, whose
+            ``config.yaml`` must describe its data).
     """
 
     name: str
@@ -69,11 +106,14 @@ class ImageDataset:
     class_names: list[str]
     loader: ImageLoader
     image_size: tuple[int, int]
+    channels: int
+    resize: str = "stretch"
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.25, 0.25, 0.25)
     aux: AuxInfo = field(default_factory=AuxInfo)
     root: Path | None = None
     skipped: dict[str, str] = field(default_factory=dict)
+    origin: DataOrigin | None = None
 
     def __post_init__(self) -> None:
         for column in ("label", "split"):
@@ -93,6 +133,11 @@ class ImageDataset:
     @property
     def n_classes(self) -> int:
         return len(self.class_names)
+
+    @property
+    def image_input(self) -> ImageInput:
+        """How the loader decodes an image."""
+        return ImageInput(tuple(self.image_size), self.channels, self.resize)
 
     def rows(self, split: str) -> np.ndarray:
         """``int64 [n]``: table rows of one split, in table order."""

@@ -120,6 +120,8 @@ def file_dataset(
             root, table["path"].tolist(), size, options.channels, options.resize, options.max_pixels
         ),
         image_size=size,
+        channels=options.channels,
+        resize=options.resize,
         mean=triple(mean, "mean"),
         std=triple(std, "std"),
         aux=aux or AuxInfo(),

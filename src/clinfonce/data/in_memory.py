@@ -71,6 +71,7 @@ def in_memory_dataset(
         class_names=names,
         loader=array_loader(images),
         image_size=size,
+        channels=images.shape[3] if images.ndim == 4 else 1,
         mean=mean,
         std=std,
         aux=aux,

@@ -206,4 +206,9 @@ def load_dataset(
     elif not isinstance(options, src.options):
         given = type(options).__name__
         raise TypeError(f"dataset {name!r} takes {src.options.__name__} or a mapping, not {given}")
-    return src.load(options, skip_bad=skip_bad) if src.reads_files else src.load(options)
+    from clinfonce.data.dataset import DataOrigin
+    from clinfonce.typed import to_mapping
+
+    dataset = src.load(options, skip_bad=skip_bad) if src.reads_files else src.load(options)
+    dataset.origin = DataOrigin(name, to_mapping(options), skip_bad)
+    return dataset

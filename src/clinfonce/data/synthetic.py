@@ -178,6 +178,7 @@ def shapes_dataset(
         class_names=list(CLASS_NAMES),
         loader=array_loader(data.images),
         image_size=(image_size, image_size),
+        channels=3,
         mean=tuple(float(v) for v in pixels.mean(axis=0)),
         std=tuple(float(v) for v in pixels.std(axis=0)),
         aux=AuxInfo(

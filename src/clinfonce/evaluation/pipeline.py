@@ -5,90 +5,24 @@ weighted kNN, reported on the test split."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from clinfonce._io import load_checkpoint
-from clinfonce.config import EvalConfig, ModelConfig
-from clinfonce.data.augment import EvalTransform
+from clinfonce.config import EvalConfig
 from clinfonce.data.dataset import ImageDataset
+from clinfonce.encoder import Encoder
 from clinfonce.errors import InputError
 from clinfonce.evaluation.knn import knn_accuracy
 from clinfonce.evaluation.linear_probe import fit_linear_probe
 from clinfonce.evaluation.report import render_run_report
 from clinfonce.features import extract_features
-from clinfonce.models import ENCODER_FORMAT, Encoder
-from clinfonce.run import RunDir
-from clinfonce.typed import from_mapping
+from clinfonce.run import Run, RunDir
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class LoadedEncoder:
-    """An encoder restored from a checkpoint, with what is needed to feed it."""
-
-    encoder: Encoder
-    model: ModelConfig
-    crop_size: int
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    source: Path
-    #: how the training images were decoded (``image_size``, ``channels``, ``resize``); empty for files
-    #: written before clinfonce recorded it
-    input: dict[str, Any] = field(default_factory=dict)
-
-
-def load_encoder(path: str | Path) -> LoadedEncoder:
-    """Load an encoder from a run directory, its ``encoder.pt``, or a Lightning checkpoint of a run.
-
-    Loading uses ``torch.load(weights_only=True)``: a checkpoint can hold only tensors and plain data, never
-    code. Anything else is an :class:`InputError` naming the file.
-    """
-    path = Path(path)
-    if path.is_dir():
-        run = RunDir(path)
-        found = next((c for c in (run.encoder_path, run.last_checkpoint) if c.is_file()), None)
-        if found is None:
-            raise InputError(f"{path}: no {RunDir.ENCODER} or checkpoints in this run directory")
-        path = found
-    if not path.is_file():
-        raise InputError(f"{path}: no such checkpoint file")
-    payload = load_checkpoint(path)
-    if payload.get("format") == ENCODER_FORMAT:
-        meta, state = payload, payload["state_dict"]
-    elif "clinfonce" in payload and "state_dict" in payload:  # a Lightning checkpoint of a run
-        meta = payload["clinfonce"]
-        state = {
-            k[len("encoder.") :]: v for k, v in payload["state_dict"].items() if k.startswith("encoder.")
-        }
-    else:
-        raise InputError(f"{path}: not a clinfonce checkpoint (no encoder weights or config in it)")
-    if "model" not in meta:
-        raise InputError(f"{path}: written by an older clinfonce (no model settings in it); train it again")
-    model = from_mapping(ModelConfig, meta["model"], str(path), "model.")
-    encoder = Encoder(model.backbone, model.small_images, model.head_dim, model.width)
-    try:
-        encoder.load_state_dict(state)
-    except RuntimeError as error:
-        first = str(error).splitlines()[1:2] or [str(error)]  # torch lists every mismatch: name the first
-        raise InputError(
-            f"{path}: the weights do not fit a {model.backbone} encoder ({first[0].strip()[:200]})"
-        ) from error
-    encoder.eval()
-    return LoadedEncoder(
-        encoder,
-        model,
-        int(meta["crop_size"]),
-        tuple(meta["mean"]),
-        tuple(meta["std"]),
-        path,
-        dict(meta.get("input") or {}),
-    )
 
 
 @dataclass
@@ -112,7 +46,7 @@ class Evaluation:
 
 
 def evaluate_encoder(
-    loaded: LoadedEncoder,
+    encoder: Encoder,
     dataset: ImageDataset,
     settings: EvalConfig | None = None,
     *,
@@ -125,7 +59,7 @@ def evaluate_encoder(
     (the dataset's own ``val`` split when it has one); the test split is used once, for the final numbers.
 
     Args:
-        loaded: the encoder and its input pipeline.
+        encoder: the encoder and its input pipeline.
         dataset: labelled train and test splits.
         settings: probe epochs, validation fraction, kNN k, batch size (default: :class:`EvalConfig`'s).
         seed: seed of the probe's validation split.
@@ -148,10 +82,9 @@ def evaluate_encoder(
         len(val_rows),
         len(test_rows),
     )
-    encoder = loaded.encoder.to(device)
-    transform = EvalTransform(loaded.crop_size, loaded.mean, loaded.std).to(device)
+    encoder.to(device)
     features = {
-        split: extract_features(encoder, dataset, rows, transform, settings.batch_size)
+        split: extract_features(encoder.network, dataset, rows, encoder.transform, settings.batch_size)
         for split, rows in (("train", train_rows), ("val", val_rows), ("test", test_rows))
     }
     val = {"val_x": features["val"], "val_y": labels[val_rows]} if len(val_rows) else {}
@@ -199,8 +132,8 @@ def evaluate_checkpoint(
     out_dir: Path | None = None,
     device: str | torch.device | None = None,
 ) -> dict[str, Any]:
-    """Evaluate a run (or one of its checkpoints, or a loose ``encoder.pt``) and write ``metrics.json`` and
-    ``report.md``.
+    """Evaluate a run (or one of its checkpoints, or a loose ``encoder.pt``) read from disk, and write
+    ``metrics.json`` and ``report.md`` (see :func:`evaluate_run`).
 
     Args:
         checkpoint: a run directory, its ``encoder.pt``, or a Lightning checkpoint of a run.
@@ -208,61 +141,93 @@ def evaluate_checkpoint(
         out_dir: where the metrics and report go; by default the run directory.
         device: defaults to CUDA when available.
     """
-    loaded = load_encoder(checkpoint)
-    run = RunDir.containing(loaded.source)
-    config = run.config() if run is not None else None
+    encoder = Encoder.load(checkpoint)
+    folder = RunDir.containing(encoder.source)
+    run = Run.read(folder.path) if folder is not None else None
     if dataset is None:
-        if config is None:
+        if run is None:
             raise InputError(f"{checkpoint}: not inside a run directory; name the dataset to evaluate on")
-        dataset = config.data.load()
+        dataset = run.config.data.load()
+    return evaluate_run(run, dataset, encoder, out_dir, device)
+
+
+def evaluate_run(
+    run: Run | None,
+    dataset: ImageDataset,
+    encoder: Encoder | None = None,
+    out_dir: Path | None = None,
+    device: str | torch.device | None = None,
+) -> dict[str, Any]:
+    """Evaluate an encoder of a run (by default its final one) on a dataset, and write ``metrics.json``,
+    ``report.md`` and the report's figures.
+
+    Args:
+        run: the run (as training handed it on, or :meth:`Run.read`); None for an encoder of no run.
+        dataset: the data to evaluate on.
+        encoder: the encoder to evaluate; default: the run's final encoder.
+        out_dir: where the metrics and report go; by default the run directory (only for the run's final
+            encoder on the run's own dataset: the run's report is about those).
+        device: defaults to CUDA when available.
+
+    Returns:
+        The metrics (``linear_top1``, ``knn20_top1``, ... in percent, ``dataset``, ``method``, ``checkpoint``).
+    """
+    encoder = encoder if encoder is not None else (run.encoder if run is not None else None)
+    if encoder is None:
+        raise InputError(f"{run.dir if run else 'evaluation'}: no trained encoder to evaluate")
     if out_dir is None:
         if run is None:
-            raise InputError(f"{checkpoint}: not inside a run directory; say where the report goes (--out)")
-        # the run's metrics.json and report.md belong to its final encoder on its own dataset
-        if loaded.source.resolve() != run.encoder_path.resolve():
             raise InputError(
-                f"{loaded.source} is not the run's final encoder ({run.encoder_path}); "
+                f"{encoder.source}: not inside a run directory; say where the report goes (--out)"
+            )
+        if encoder is not run.encoder and (
+            encoder.source is None or encoder.source.resolve() != run.files.encoder_path.resolve()
+        ):
+            raise InputError(
+                f"{encoder.source} is not the run's final encoder ({run.files.encoder_path}); "
                 "say where its report goes (--out) so the run's own report stays"
             )
-        if config is not None and dataset.name != config.data.name:
+        if dataset.name != run.config.data.name:
             raise InputError(
-                f"evaluating on {dataset.name!r}, not the run's {config.data.name!r}; say where the report goes (--out)"
+                f"evaluating on {dataset.name!r}, not the run's {run.config.data.name!r}; say where the report goes (--out)"
             )
+    config = run.config if run is not None else None
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     evaluation = evaluate_encoder(
-        loaded,
+        encoder,
         dataset,
         config.eval if config is not None else None,
         seed=config.train.seed if config is not None else 0,
         device=device,
     )
+    source = encoder.source if encoder.source is not None else run.files.encoder_path
     metrics = {
         "dataset": dataset.name,
         "method": config.method.name if config is not None else None,
-        "checkpoint": str(loaded.source),
+        "checkpoint": str(source),
         **evaluation.metrics,
     }
-    out = Path(out_dir) if out_dir is not None else run.path
+    out = Path(out_dir) if out_dir is not None else run.dir
     out.mkdir(parents=True, exist_ok=True)
-    clusters = run.clusters() if run is not None else None
-    curve = run.training_curve() if run is not None else None
+    clusters = run.clusters if run is not None else None
+    curve = run.curve() if run is not None else None
     row_clusters = run.row_clusters(len(dataset)) if run is not None else np.full(len(dataset), -1)
     figures = draw_run_figures(out, evaluation, dataset, curve, row_clusters, clusters)
     report = render_run_report(
-        name=run.path.name if run is not None else loaded.source.name,
+        name=run.dir.name if run is not None else source.name,
         metrics=metrics,
         config=config,
         clusters=clusters,
-        stats=run.cluster_stats() if run is not None else None,
-        n_skipped=len(run.skipped()) if run is not None else 0,
+        stats=run.cluster_stats if run is not None else None,
+        n_skipped=len(run.skipped) if run is not None else 0,
         curve=curve,
         dataset_notes=dataset.aux.notes,
         figures=figures,
-        trained=run.training() if run is not None else None,
+        trained=run.training if run is not None else None,
     )
-    (run or RunDir(out_dir)).write_evaluation(metrics, report, out_dir)
-    if run is not None and out_dir is None and config is not None:
-        _log_to_tensorboard(run, config, metrics)
+    (run.files if run is not None else RunDir(out)).write_evaluation(metrics, report, out_dir)
+    if run is not None and out_dir is None:
+        _log_to_tensorboard(run.files, run.config, metrics)
     return metrics
 
 

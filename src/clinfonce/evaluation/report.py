@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ import pandas as pd
 from clinfonce.clusters import ClusterAssignment, ClusterStats
 from clinfonce.config import Config
 from clinfonce.methods import METHODS
+from clinfonce.records import TrainingSummary
 
 
 def render_run_report(
@@ -24,7 +24,7 @@ def render_run_report(
     curve: pd.DataFrame | None = None,
     dataset_notes: str = "",
     figures: dict[str, str] | None = None,
-    trained: Mapping[str, Any] | None = None,
+    trained: TrainingSummary | None = None,
 ) -> str:
     """The markdown text of ``report.md``.
 
@@ -38,8 +38,8 @@ def render_run_report(
         curve: ``epoch, train_loss`` per epoch.
         dataset_notes: what the dataset says about its auxiliary information.
         figures: caption -> PNG file name beside the report, shown after the numbers.
-        trained: what the run's ``training.json`` recorded (``n_bad_steps``: optimizer steps skipped for a
-            non-finite loss or gradient; ``world_size``, ``lr`` and ``precision`` as resolved).
+        trained: the run's training summary (steps skipped for a non-finite loss or gradient; processes,
+            learning rate and precision as resolved); None before training finished.
     """
     lines = [f"# Run report: {name}", ""]
     if "checkpoint" in metrics:
@@ -53,8 +53,8 @@ def render_run_report(
         lines += [
             f"- dataset: `{config.data.name}`; method: `{method.name}`: {about.summary} ({detail}){joint}; "
             f"backbone `{model.backbone}`",
-            f"- {train.epochs} epochs, {_batch_and_lr(optim, trained or {})}, seed {train.seed}, "
-            f"precision {(trained or {}).get('precision', train.precision)}",
+            f"- {train.epochs} epochs, {_batch_and_lr(optim, trained)}, seed {train.seed}, "
+            f"precision {trained.precision if trained is not None else train.precision}",
         ]
     if dataset_notes:
         lines.append(f"- auxiliary information: {dataset_notes}")
@@ -65,7 +65,7 @@ def render_run_report(
         lines.append(
             f"- stage 1: {clusters.n_clusters} clusters over {clusters.n} training images ({detail})"
         )
-        if config is not None and METHODS[config.method.name].uses == "attributes":
+        if config is not None and about.uses == "attributes":
             learned = ", ".join(clusters.provenance.get("attributes", []))
             lines.append(f"- attributes learned (those the clusters combine): {learned}")
     if stats is not None:
@@ -76,9 +76,10 @@ def render_run_report(
         lines += [f"  - note: {note}" for note in stats.recommendations()]
     if n_skipped:
         lines.append(f"- skipped unreadable images: {n_skipped} (listed in skipped.csv)")
-    n_bad_steps = (trained or {}).get("n_bad_steps", 0)
-    if n_bad_steps:
-        lines.append(f"- skipped optimizer steps with a non-finite loss or gradient: {n_bad_steps}")
+    if trained is not None and trained.bad_steps:
+        lines.append(
+            f"- skipped optimizer steps with a non-finite loss or gradient: {len(trained.bad_steps)}"
+        )
     if curve is not None and len(curve):
         lines.append(f"- final training loss (last epoch mean): {float(curve['train_loss'].iloc[-1]):.4f}")
     lines += ["", "## Evaluation (test split; probe settings chosen on a validation split)", ""]
@@ -140,10 +141,10 @@ code {{ background: #f4f4f4; padding: 0 0.2rem; }}
 """
 
 
-def _batch_and_lr(optim: Any, trained: Mapping[str, Any]) -> str:
+def _batch_and_lr(optim: Any, trained: TrainingSummary | None) -> str:
     """``batch 128, lr 0.03``, or with several processes ``batch 128 x 2 processes = 256, lr 0.06``."""
-    world = int(trained.get("world_size", 1))
+    world = trained.world_size if trained is not None else 1
     batch = f"batch {optim.batch_size}"
     if world > 1:
         batch += f" x {world} processes = {optim.batch_size * world}"
-    return f"{batch}, lr {trained.get('lr', optim.lr):g}"
+    return f"{batch}, lr {trained.lr if trained is not None else optim.lr:g}"

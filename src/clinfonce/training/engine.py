@@ -1,4 +1,4 @@
-"""``train(config)``: stage 1, stage 2 and the run directory (:class:`clinfonce.run.RunDir`)."""
+"""``train(config)``: stage 1, stage 2 and the run directory; returns the :class:`~clinfonce.run.Run`."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import lightning as L
 import numpy as np
@@ -21,15 +20,21 @@ from lightning.pytorch.callbacks import Callback, OnExceptionCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
-from clinfonce._io import atomic_write_with, load_checkpoint
-from clinfonce.clusters import ClusterAssignment, attribute_targets, build_for_dataset, cluster_stats
+from clinfonce._io import load_checkpoint
+from clinfonce.clusters import (
+    ClusterAssignment,
+    ClusterStats,
+    attribute_targets,
+    build_for_dataset,
+    labelled_cluster_stats,
+)
 from clinfonce.config import Config, TrainConfig, hyperparameters
 from clinfonce.data.dataset import ImageDataset
 from clinfonce.data.loaders import train_loader
 from clinfonce.errors import InputError, RunStopped
 from clinfonce.methods import METHODS
-from clinfonce.models import ENCODER_FORMAT
-from clinfonce.run import RESUMABLE_KEYS, RunDir, config_differences
+from clinfonce.records import CheckpointMeta, TrainingSummary
+from clinfonce.run import RESUMABLE_KEYS, Run, RunDir, config_differences
 from clinfonce.training.checkpoints import AtomicCheckpointIO, checkpointers
 from clinfonce.training.csv_log import ResumableCSVLogger
 from clinfonce.training.environment import environment
@@ -47,31 +52,37 @@ def train(
     callbacks: Sequence[Callback] = (),
     dataset: ImageDataset | None = None,
     overwrite: bool = False,
-) -> RunDir:
-    """Run stage 1 and train the encoder; return the run directory.
+    start: Start | None = None,
+) -> Run:
+    """Run stage 1 and train the encoder; return the run, as written to its directory.
 
     A run never mixes with another: training into a directory that holds a run needs ``train.resume``
     (with a config that differs only in :data:`~clinfonce.run.RESUMABLE_KEYS`) or ``overwrite``; a folder
-    that is not empty and not a run is refused. Everything is checked before anything is written, and the
-    directory is locked while this process writes it.
+    that is not empty and not a run is refused. The start is decided before the dataset is read (and
+    checked again under the directory's lock, which this process holds while it writes the run).
 
     Args:
         config: a resolved configuration (:func:`clinfonce.config.load_config`).
         callbacks: extra Lightning callbacks.
-        dataset: an already loaded dataset (else ``config.data`` is loaded).
+        dataset: the dataset ``config.data`` loads, already loaded (else it is loaded here); one loaded with
+            other settings is refused, so the run's ``config.yaml`` always describes its data.
         overwrite: replace a run already in ``train.out``.
+        start: the start :func:`decide_start` decided for this config (e.g. before loading the dataset);
+            decided here when None.
 
     Raises:
-        InputError: the run directory, the checkpoint or the config does not allow this start.
+        InputError: the run directory, the checkpoint or the config does not allow this start; ``dataset``
+            is not what ``config.data`` describes.
         RunStopped: interrupted (Ctrl-C: a checkpoint is saved first), or a non-finite step.
     """
     L.seed_everything(config.train.seed, workers=True, verbose=False)
     config = with_run_dir(config)
     run = RunDir(config.train.out)
-    if launched_as_rank_zero():  # the other processes leave the checks and the run's files to rank 0
-        check_start(config, overwrite)
+    resume = (start if start is not None else decide_start(config, overwrite)).resume
     if dataset is None:
         dataset = config.data.load()
+    else:
+        config.data.check_describes(dataset)
     rows = dataset.rows("train")
     if len(rows) == 0:
         raise InputError(f"dataset {dataset.name!r} has no training images")
@@ -92,9 +103,6 @@ def train(
     ids = np.full(len(dataset), -1, dtype=np.int64)  # rows outside the training split have no cluster
     if clusters is not None:
         ids[rows] = clusters.ids
-    # Every process finds the same checkpoint (none is written before training starts); the trainer knows
-    # this process's rank, and only global rank 0 checks the start, holds the lock and writes the run's files.
-    resume = resume_point(config)
     module = ContrastiveModule(
         config,
         n_rows=len(dataset),
@@ -102,7 +110,7 @@ def train(
         crop_size=config.data.crop_size or dataset.image_size[0],
         mean=dataset.mean,
         std=dataset.std,
-        image_input=image_input(dataset, config, rows),
+        image_input=dataset.image_input,
         cluster_ids=torch.from_numpy(ids),
         n_clusters=clusters.n_clusters if clusters is not None else None,
         attribute_targets=None if targets is None else _by_row(targets, rows, len(dataset)),
@@ -123,13 +131,13 @@ def train(
             f"{trainer.world_size}: resume with as many (train.devices x train.num_nodes), since the global "
             "batch and the steps of an epoch depend on it"
         )
-    writer = trainer.is_global_zero
+    writer, stats = trainer.is_global_zero, None
     with run.lock() if writer else contextlib.nullcontext():
         if writer:
             resume = check_start(config, overwrite)  # again under the lock: another run may have started
             if overwrite and resume is None:
                 _clear(run)
-            _write_run_files(run, config, dataset, rows, clusters, trainer, fresh=resume is None)
+            stats = _write_run_files(run, config, dataset, rows, clusters, trainer, fresh=resume is None)
             if config.train.resume and resume is None:
                 log.info("no checkpoint in %s yet: training starts from the beginning", run.path)
         for logger in trainer.loggers:  # the resolved config, flat: hparams.yaml and TensorBoard's HPARAMS
@@ -163,21 +171,51 @@ def train(
                 f"resume with: clinfonce train --config {run.config_path} --resume",
                 exit_status=130,
             ) from None
+        summary = TrainingSummary(
+            epoch_loss=dict(module.epoch_losses),
+            bad_steps=list(guard.bad_steps),
+            train_seconds=round(module.train_seconds(), 3),
+            world_size=trainer.world_size,
+            global_batch=config.optim.batch_size * trainer.world_size,
+            lr=module.lr,
+            precision=str(trainer.precision),
+        )
+        encoder = module.trained_encoder(dataset.class_names)
+        trained_clusters = module.cluster_ids.cpu().numpy()
+        if not (trained_clusters >= 0).any():
+            trained_clusters = None
+        elif clusters is None:  # K-means during training: the statistics of its last clustering
+            stats = labelled_cluster_stats(trained_clusters[rows], dataset.table["label"].to_numpy()[rows])
         if trainer.is_global_zero:
-            run.write_training(
-                {
-                    "epoch_loss": {str(e): v for e, v in sorted(module.epoch_losses.items())},
-                    "bad_steps": guard.bad_steps,
-                    "n_bad_steps": len(guard.bad_steps),
-                    "train_seconds": round(module.train_seconds(), 3),
-                    "world_size": trainer.world_size,
-                    "global_batch": config.optim.batch_size * trainer.world_size,
-                    "lr": module.lr,
-                    "precision": trainer.precision,
-                }
-            )
-            save_encoder(module, dataset, run.encoder_path)
-    return run
+            run.write_training(summary)
+            if clusters is None and stats is not None:
+                run.write_cluster_stats(stats)
+            encoder.save(run.encoder_path)
+    return Run(
+        dir=run.path,
+        config=config,
+        encoder=encoder,
+        clusters=clusters,
+        cluster_stats=stats,
+        trained_clusters=trained_clusters,
+        training=summary,
+        skipped=dict(dataset.skipped),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Start:
+    """How a run starts: from scratch (``resume`` None) or from a checkpoint."""
+
+    resume: _Resume | None
+
+
+def decide_start(config: Config, overwrite: bool = False) -> Start:
+    """The start of the run ``config`` describes. Only global rank 0 checks that it is allowed
+    (:func:`check_start`; it later holds the lock and writes the run's files); every process finds the same
+    checkpoint, since none is written before training starts."""
+    config = with_run_dir(config)
+    return Start(check_start(config, overwrite) if launched_as_rank_zero() else resume_point(config))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -224,10 +262,10 @@ def check_start(config: Config, overwrite: bool = False) -> _Resume | None:
         raise InputError(f"{run.path} is not empty and holds no run: there is nothing to resume")
     resume = resume_point(config)
     if resume is not None:
-        saved = load_checkpoint(resume.path, mmap=True).get("clinfonce", {}).get("model")
+        saved = CheckpointMeta.read(load_checkpoint(resume.path, mmap=True), str(resume.path)).encoder
         if saved is not None:  # a checkpoint from elsewhere: its weights must fit this config's model
-            model = to_mapping(config.model)
-            different = sorted(f"model.{k}" for k in model if k in saved and saved[k] != model[k])
+            model, theirs = to_mapping(config.model), to_mapping(saved.model)
+            different = sorted(f"model.{k}" for k in model if theirs[k] != model[k])
             if different:
                 raise InputError(
                     f"{resume.path}: saved with other {', '.join(different)} than this config; it cannot "
@@ -264,8 +302,7 @@ def resume_point(config: Config) -> _Resume | None:
         raise InputError(
             f"{path}: not a training checkpoint (no global_step); resume from a run's checkpoints/"
         )
-    world_size = payload.get("clinfonce_processes", {}).get("world_size")
-    return _Resume(path, step, epoch, world_size if isinstance(world_size, int) else None)
+    return _Resume(path, step, epoch, CheckpointMeta.read(payload, str(path)).world_size)
 
 
 def _clear(run: RunDir) -> None:
@@ -385,28 +422,6 @@ class _OnInterrupt(Callback):
             self.saver.on_exception(trainer, module, exception)
 
 
-def save_encoder(module: ContrastiveModule, dataset: ImageDataset, path: Path) -> None:
-    """Write the encoder weights with what evaluation needs (plain data only: safe to load)."""
-    payload = {
-        "format": ENCODER_FORMAT,
-        "state_dict": {k: v.detach().cpu() for k, v in module.encoder.state_dict().items()},
-        "feature_dim": module.encoder.feature_dim,
-        "class_names": list(dataset.class_names),
-        **module.describe(),
-    }
-    atomic_write_with(path, lambda tmp: torch.save(payload, tmp))
-
-
-def image_input(dataset: ImageDataset, config: Config, rows: np.ndarray) -> dict[str, Any]:
-    """How the training data's images were decoded: ``image_size`` ``[H, W]``, ``channels`` and ``resize``
-    (for in-memory data, a plain resize), so an image from elsewhere can be prepared the same way."""
-    return {
-        "image_size": list(dataset.image_size),
-        "channels": int(dataset.loader(int(rows[0])).shape[0]),
-        "resize": str(config.data.options.get("resize", "stretch")),
-    }
-
-
 def _by_row(values: np.ndarray, rows: np.ndarray, n_rows: int) -> np.ndarray:
     """``values`` ``[len(rows), ...]`` placed at ``rows`` of a zero array ``[n_rows, ...]``."""
     out = np.zeros((n_rows, *values.shape[1:]), dtype=values.dtype)
@@ -422,7 +437,9 @@ def _write_run_files(
     clusters: ClusterAssignment | None,
     trainer: L.Trainer,
     fresh: bool,
-) -> None:
+) -> ClusterStats | None:
+    """Write the run's config, environment, clusters and skipped files; returns the clusters' statistics
+    against the training labels (None without clusters or labels)."""
     run.write_config(config)
     processes = {
         "world_size": trainer.world_size,
@@ -433,12 +450,15 @@ def _write_run_files(
     }
     run.write_environment(environment(config.train.seed, processes), resumed=not fresh)
     table = dataset.table.iloc[rows]
+    stats = None
     if clusters is not None:
         labels = table["label"].to_numpy()
         columns = {"row": rows.tolist(), "label": labels.tolist()}
         if "path" in table.columns:
             columns = {"path": table["path"].tolist(), **columns}
-        labelled = labels >= 0
-        stats = cluster_stats(clusters.ids[labelled], labels[labelled]) if labelled.any() else None
-        run.write_clusters(clusters, columns, stats)
+        run.write_clusters(clusters, columns)
+        stats = labelled_cluster_stats(clusters.ids, labels)
+        if stats is not None:
+            run.write_cluster_stats(stats)
     run.write_skipped(dataset.skipped)
+    return stats

@@ -19,17 +19,19 @@ from torch import Tensor, nn
 
 from clinfonce.config import Config, OptimConfig
 from clinfonce.data.augment import ContrastiveAugment
+from clinfonce.data.dataset import ImageInput
 from clinfonce.dist import gather_no_grad
-from clinfonce.models import Encoder, load_backbone_weights
+from clinfonce.encoder import Encoder, network_with_weights
+from clinfonce.models import Network, load_backbone_weights
+from clinfonce.records import CheckpointMeta, EncoderInfo, LossProgress
 from clinfonce.training.batchnorm import globalise
 from clinfonce.training.objectives import Batch, ObjectiveInputs, build_objective
-from clinfonce.typed import to_mapping
 
 log = logging.getLogger(__name__)
 
 
 class ContrastiveModule(L.LightningModule):
-    """Trains an :class:`~clinfonce.models.Encoder` with the method of ``config.method.name``
+    """Trains a :class:`~clinfonce.models.Network` with the method of ``config.method.name``
     (:mod:`clinfonce.methods`; the loss is its :data:`~clinfonce.training.objectives.OBJECTIVES` entry's).
 
     Args:
@@ -38,8 +40,8 @@ class ContrastiveModule(L.LightningModule):
         n_classes: downstream classes (for ``ce``).
         crop_size: side of the augmented views in pixels.
         mean, std: normalisation statistics of the dataset.
-        image_input: how the training images were decoded (``image_size``, ``channels``, ``resize``), kept
-            in checkpoints and ``encoder.pt`` so images from elsewhere can be prepared alike.
+        image_input: how the training images were decoded (the dataset's), kept in checkpoints and
+            ``encoder.pt`` so images from elsewhere can be prepared alike.
         cluster_ids: ``int64 [n_rows]``, -1 for rows without a cluster (not trained on), or None.
         n_clusters: stage-1 clusters (for ``cluster_ce``).
         attribute_targets: ``int8 [n_rows, A]`` the clustered attributes, +1 / -1 / 0 missing (for
@@ -60,7 +62,7 @@ class ContrastiveModule(L.LightningModule):
         crop_size: int,
         mean: Sequence[float],
         std: Sequence[float],
-        image_input: dict | None = None,
+        image_input: ImageInput,
         cluster_ids: Tensor | None = None,
         n_clusters: int | None = None,
         attribute_targets: np.ndarray | None = None,
@@ -70,7 +72,7 @@ class ContrastiveModule(L.LightningModule):
         super().__init__()
         self.config = config
         model = config.model
-        self.encoder = Encoder(model.backbone, model.small_images, model.head_dim, model.width)
+        self.encoder = Network.of(config.model)
         if model.weights is not None and start_from_weights:
             left_out = load_backbone_weights(self.encoder.backbone, model.weights)
             log.info(
@@ -80,7 +82,7 @@ class ContrastiveModule(L.LightningModule):
                 ", ".join(left_out[:4]),
             )
         self.augment: ContrastiveAugment = config.augment.build(crop_size, mean, std, config.method.n_views)
-        self.image_input = dict(image_input or {})
+        self.image_input = image_input
         self.objective = build_objective(
             ObjectiveInputs(config, self.encoder, n_classes, n_clusters, attribute_targets)
         )
@@ -215,27 +217,26 @@ class ContrastiveModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        # Plain data only, so checkpoints load with torch.load(weights_only=True).
-        checkpoint["clinfonce"] = self.describe()
-        # a resume must have as many processes: the global batch and an epoch's steps depend on it
-        checkpoint["clinfonce_processes"] = {"world_size": self.trainer.world_size}
         # the curve so far and the running sum of an unfinished epoch, so a resumed run's curve is exact
-        checkpoint["clinfonce_loss"] = {
-            "epochs": dict(self.epoch_losses),
-            "epoch": self._loss_epoch,
-            **self._unfinished_epoch_over_ranks(),
-            "train_seconds": self.train_seconds(),
-        }
+        unfinished = self._unfinished_epoch_over_ranks()
+        progress = LossProgress(
+            dict(self.epoch_losses),
+            self._loss_epoch,
+            unfinished["sum"],
+            unfinished["steps"],
+            self.train_seconds(),
+        )
+        CheckpointMeta(self.encoder_info(), self.trainer.world_size, progress).write_into(checkpoint)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        state = checkpoint.get("clinfonce_loss", {})
-        self._seconds_before = float(state.get("train_seconds", 0.0))
-        self.epoch_losses = {int(k): float(v) for k, v in state.get("epochs", {}).items()}
+        progress = CheckpointMeta.read(checkpoint, "the checkpoint").progress
+        self._seconds_before = progress.train_seconds
+        self.epoch_losses = dict(progress.epochs)
         # the sum is over every process of the run: each takes an equal share, so the epoch's reduction
         # adds them up again (a resume has as many processes: the engine checks it)
         world = self.trainer.world_size if self._trainer is not None else 1
-        self._loss_epoch, self._loss_steps = int(state.get("epoch", 0)), float(state.get("steps", 0)) / world
-        self._loss_sum = torch.tensor(float(state.get("sum", 0.0)) / world) if self._loss_steps else None
+        self._loss_epoch, self._loss_steps = progress.epoch, progress.steps / world
+        self._loss_sum = torch.tensor(progress.sum / world) if self._loss_steps else None
 
     def _unfinished_epoch_over_ranks(self) -> dict[str, float]:
         """``sum`` and ``steps`` of the unfinished epoch's losses, added over every process (a collective:
@@ -248,16 +249,24 @@ class ContrastiveModule(L.LightningModule):
             partial = self.trainer.strategy.reduce(partial, reduce_op="sum")
         return {"sum": float(partial[0]), "steps": float(partial[1])}
 
-    def describe(self) -> dict:
+    def encoder_info(self) -> EncoderInfo:
         """What rebuilds and feeds the encoder besides its weights: the model settings and the input pipeline
         (the rest of the config is the run directory's config.yaml)."""
-        return {
-            "model": to_mapping(self.config.model),
-            "crop_size": self.augment.image_size,
-            "mean": self.augment.mean.flatten().tolist(),
-            "std": self.augment.std.flatten().tolist(),
-            "input": dict(self.image_input),
-        }
+        return EncoderInfo(
+            model=self.config.model,
+            crop_size=self.augment.image_size,
+            mean=tuple(self.augment.mean.flatten().tolist()),
+            std=tuple(self.augment.std.flatten().tolist()),
+            input=self.image_input,
+        )
+
+    def trained_encoder(self, class_names: Sequence[str]) -> Encoder:
+        """The encoder as trained so far, with its input pipeline (a copy on the CPU, in eval mode)."""
+        info = self.encoder_info()
+        state = {k: v.detach().cpu().clone() for k, v in self.encoder.state_dict().items()}
+        return Encoder(
+            network_with_weights(info, state, "the trained encoder"), info, class_names=class_names
+        )
 
 
 def scaled_lr(optim: OptimConfig, global_batch: int) -> float:

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from clinfonce.config import Config
 from clinfonce.losses import ClInfoNCELoss, image_attribute_infonce
-from clinfonce.models import Encoder, ProjectionHead
+from clinfonce.models import Network, ProjectionHead
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ class ObjectiveInputs:
     """
 
     config: Config
-    encoder: Encoder
+    encoder: Network
     n_classes: int
     n_clusters: int | None = None
     attribute_targets: np.ndarray | None = None
@@ -81,7 +81,7 @@ class Contrastive(nn.Module):
         super().__init__()
         self.loss_fn, self.positives, self.instance_head = loss_fn, positives, instance_head
 
-    def forward(self, encoder: Encoder, batch: Batch) -> tuple[Tensor, Tensor | None]:
+    def forward(self, encoder: Network, batch: Batch) -> tuple[Tensor, Tensor | None]:
         features = encoder.features(batch.views)  # [B * V, F]
         z = encoder.head(features).view(batch.n, batch.v, -1)
         if self.positives == "instance":
@@ -106,7 +106,7 @@ class Classification(nn.Module):
         self.classifier = nn.Linear(feature_dim, n_outputs)
         self.target = target
 
-    def forward(self, encoder: Encoder, batch: Batch) -> tuple[Tensor, Tensor | None]:
+    def forward(self, encoder: Network, batch: Batch) -> tuple[Tensor, Tensor | None]:
         logits = self.classifier(encoder.features(batch.views))  # [B, n_outputs] (one view per image)
         target = batch.labels if self.target == "labels" else batch.clusters
         valid = target >= 0
@@ -130,7 +130,7 @@ class AttributePrediction(nn.Module):
         self.classifier = nn.Linear(feature_dim, targets.shape[1])
         self.register_buffer("targets", targets.to(torch.int8))
 
-    def forward(self, encoder: Encoder, batch: Batch) -> tuple[Tensor, Tensor | None]:
+    def forward(self, encoder: Network, batch: Batch) -> tuple[Tensor, Tensor | None]:
         logits = self.classifier(encoder.features(batch.views))  # [B, A]
         target = self.targets[batch.rows]
         known = target != 0
@@ -163,7 +163,7 @@ class ImageAttributeContrast(nn.Module):
         self.register_buffer("targets", targets.to(torch.int8))
         self.temperature = temperature
 
-    def forward(self, encoder: Encoder, batch: Batch) -> tuple[Tensor, Tensor | None]:
+    def forward(self, encoder: Network, batch: Batch) -> tuple[Tensor, Tensor | None]:
         z = encoder(batch.views).view(batch.n, batch.v, -1)
         distinct, attribute_of = torch.unique(self.targets[batch.rows], dim=0, return_inverse=True)
         embedded = self.attribute_encoder(distinct.to(z.dtype))  # [U, D]

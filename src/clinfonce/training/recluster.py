@@ -26,7 +26,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torch import Tensor
 
-from clinfonce.clusters import ClusterAssignment, ClusterSpec, cluster_stats, kmeans_clusters
+from clinfonce.clusters import ClusterAssignment, ClusterSpec, kmeans_clusters, labelled_cluster_stats
 from clinfonce.data.dataset import ImageDataset
 from clinfonce.dist import broadcast_from_rank_zero, broadcast_object, gather_to_rank_zero, rank, world_size
 from clinfonce.features import extract_features
@@ -91,10 +91,8 @@ class Recluster(Callback):
             "seconds": round(seconds, 3),
             "epoch_seconds": None if self._last_epoch_seconds is None else round(self._last_epoch_seconds, 3),
         }
-        labels = self.dataset.table["label"].to_numpy()[self.rows]
-        labelled = labels >= 0
-        if labelled.any():
-            stats = cluster_stats(assignment.ids[labelled], labels[labelled])
+        stats = labelled_cluster_stats(assignment.ids, self.dataset.table["label"].to_numpy()[self.rows])
+        if stats is not None:
             row.update(I_Z_T=round(stats.I_Z_T, 6), H_Z_given_T=round(stats.H_Z_given_T, 6))
         self.run.append_recluster(row)
         log.info(
