@@ -22,6 +22,7 @@ _EXPORTS = {
     "ClusterAssignment": "clinfonce.clusters",
     "ClusterStats": "clinfonce.clusters",
     "attribute_clusters": "clinfonce.clusters",
+    "cluster": "clinfonce.clusters",
     "cluster_stats": "clinfonce.clusters",
     "hierarchy_clusters": "clinfonce.clusters",
     "kmeans_clusters": "clinfonce.clusters",
@@ -31,6 +32,7 @@ _EXPORTS = {
     "Run": "clinfonce.run",
     "evaluate": "clinfonce.api",
     "load_encoder": "clinfonce.api",
+    "embed": "clinfonce.retrieval",
     "train": "clinfonce.api",
 }
 
@@ -43,7 +45,9 @@ __all__ = [  # the names of _EXPORTS (a test checks), written out for static too
     "Run",
     "__version__",
     "attribute_clusters",
+    "cluster",
     "cluster_stats",
+    "embed",
     "evaluate",
     "hierarchy_clusters",
     "kmeans_clusters",
@@ -58,6 +62,7 @@ if TYPE_CHECKING:
         ClusterAssignment,
         ClusterStats,
         attribute_clusters,
+        cluster,
         cluster_stats,
         hierarchy_clusters,
         kmeans_clusters,
@@ -66,6 +71,7 @@ if TYPE_CHECKING:
     from clinfonce.encoder import Encoder
     from clinfonce.errors import InputError
     from clinfonce.losses import ClInfoNCELoss
+    from clinfonce.retrieval import embed
     from clinfonce.run import Run
 
 

@@ -430,7 +430,8 @@ def parse_override(item: str) -> tuple[str, Any]:
     """``"section.key=value"`` -> ``("section.key", value)``, the value read as YAML."""
     key, sep, text = item.partition("=")
     if not sep or "." not in key:
-        raise InputError(f"override {item!r} must look like section.key=value, e.g. optim.lr=0.1")
+        hint = " (a list flag takes one comma-separated value, e.g. --seeds 0,1,2)" if not sep else ""
+        raise InputError(f"override {item!r} must look like section.key=value, e.g. optim.lr=0.1{hint}")
     try:
         return key.strip(), yaml.safe_load(text)
     except yaml.YAMLError:

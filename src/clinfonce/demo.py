@@ -159,3 +159,17 @@ def ordering_holds(table: pd.DataFrame) -> pd.Series:
     wide = table.pivot_table(index="seed", columns="method", values="top1").reindex(columns=list(METHODS))
     wide = wide.dropna()
     return (wide["simclr"] < wide["clinfonce"]) & (wide["clinfonce"] < wide["supcon"])
+
+
+def summary_lines(results: pd.DataFrame, out: Path, seconds: float) -> list[str]:
+    """What ``clinfonce demo`` prints at its end: the results, whether the paper's ordering held, the files."""
+    holds = ordering_holds(results[results["status"] == "ok"])
+    verdict = "holds" if len(holds) and holds.all() else "does NOT hold"
+    names = ("results.csv", "report.md", "accuracy.png", "curves.png")
+    return [
+        "",
+        "Linear-probe top-1 on the test split (%):",
+        results[["method", "seed", "status", "top1", "knn20_top1", "train_seconds"]].to_string(index=False),
+        f"SimCLR < Cl-InfoNCE < SupCon: {verdict} ({int(holds.sum())}/{len(holds)} seeds); total {seconds:.0f} s",
+        f"wrote {', '.join(str(out / name) for name in names)}",
+    ]

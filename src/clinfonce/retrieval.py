@@ -22,13 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
-
 from clinfonce._io import atomic_write_with, write_json
 from clinfonce.errors import InputError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # numpy and pandas are imported where used: the command line's --help reads this module
+    import numpy as np
+    import pandas as pd
+
     from clinfonce.data.dataset import ImageDataset
     from clinfonce.run import Run
 
@@ -39,6 +39,8 @@ EMBEDDINGS_NPY = "embeddings.npy"
 EMBEDDINGS_PARQUET = "embeddings.parquet"
 #: what :func:`embed` takes for ``split``
 EMBED_SPLITS = ("all", "train", "val", "test")
+#: the columns of :func:`nearest_images`' result worth showing, in order
+NEIGHBOUR_COLUMNS = ("rank", "similarity", "row", "path", "class_name", "cluster", "split")
 #: what :func:`embed` takes for ``format``
 EMBED_FORMATS = ("npy", "parquet")
 
@@ -87,6 +89,9 @@ def embed(
         InputError: a bad split or format, Parquet without pyarrow, an index without ``out``, a checkpoint
             outside a run directory without ``dataset``.
     """
+    import numpy as np
+    import pandas as pd
+
     from clinfonce.encoder import Encoder
     from clinfonce.features import extract_features
     from clinfonce.run import Run, RunDir
@@ -169,6 +174,7 @@ def write_index(
         info: what was embedded (checkpoint, dataset, split, ``projection``).
     """
     import faiss
+    import numpy as np
 
     if len(embeddings) != len(items):
         raise ValueError(f"{len(embeddings)} embeddings for {len(items)} items")
@@ -203,6 +209,7 @@ class SearchIndex:
         """The ``k`` nearest items of each query: ``(cosine similarities [Q, k], item positions [Q, k])``,
         most similar first (fewer than ``k`` columns when the index holds fewer items)."""
         import faiss
+        import numpy as np
 
         vectors = np.ascontiguousarray(queries, dtype=np.float32).copy()
         if vectors.ndim != 2 or vectors.shape[1] != self.index.d:
@@ -214,6 +221,7 @@ class SearchIndex:
 def open_index(folder: str | os.PathLike) -> SearchIndex:
     """Read an index folder written by :func:`write_index` (``clinfonce embed --index``)."""
     import faiss
+    import pandas as pd
 
     folder = Path(folder)
     missing = [name for name in (INDEX_FILE, ITEMS_FILE, INFO_FILE) if not (folder / name).is_file()]

@@ -21,6 +21,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException, ValidationError
 
 from clinfonce.errors import InputError
+from clinfonce.flags import is_container as _is
 
 T = TypeVar("T")
 
@@ -98,12 +99,6 @@ def _split_lists(cls: type, values: dict[str, Any], where: str, prefix: str) -> 
     return values
 
 
-def _is(hint: Any, container: type) -> bool:
-    """Whether the type ``hint`` (or one member of a union) is ``container[...]``."""
-    options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, _UnionType) else (hint,)
-    return any(typing.get_origin(option) is container or option is container for option in options)
-
-
 def _unknown_key(cls: type, full_key: str, where: str, prefix: str) -> str:
     *sections, key = full_key.split(".")
     owner: Any = cls
@@ -125,6 +120,3 @@ def _type_name(hint: Any) -> str:
 def _first_line(error: BaseException) -> str:
     text = str(error).splitlines()[0].strip() if str(error).strip() else type(error).__name__
     return text
-
-
-_UnionType = type(int | None)

@@ -21,6 +21,8 @@ _EXPORTS = {
     "attribute_targets": "clinfonce.clusters.builder",
     "build": "clinfonce.clusters.builder",
     "build_for_dataset": "clinfonce.clusters.builder",
+    "Clustering": "clinfonce.clusters.clustering",
+    "cluster": "clinfonce.clusters.clustering",
     "clusters_from_file": "clinfonce.clusters.builder",
     "read_parents": "clinfonce.clusters.builder",
     "hierarchy_clusters": "clinfonce.clusters.hierarchy",
@@ -42,6 +44,7 @@ __all__ = [  # the names of _EXPORTS (a test checks), written out for static too
     "ClusterAssignment",
     "ClusterSpec",
     "ClusterStats",
+    "Clustering",
     "KMeansResult",
     "WordNet",
     "attribute_clusters",
@@ -49,6 +52,7 @@ __all__ = [  # the names of _EXPORTS (a test checks), written out for static too
     "binarize",
     "build",
     "build_for_dataset",
+    "cluster",
     "cluster_stats",
     "clustering_warnings",
     "clusters_from_file",
@@ -77,6 +81,7 @@ if TYPE_CHECKING:
         clusters_from_file,
         read_parents,
     )
+    from clinfonce.clusters.clustering import Clustering, cluster
     from clinfonce.clusters.hierarchy import hierarchy_clusters, root_paths
     from clinfonce.clusters.kmeans import KMeansResult, fit_kmeans, kmeans_clusters
     from clinfonce.clusters.spec import ClusterSpec

@@ -23,7 +23,7 @@ from clinfonce.clusters.spec import ClusterSpec
 from clinfonce.clusters.wordnet import WordNet
 from clinfonce.data.dataset import AuxInfo, ImageDataset
 from clinfonce.data.tables import read_table, require_columns
-from clinfonce.errors import InputError
+from clinfonce.errors import InputError, one_line
 
 
 def build(
@@ -208,7 +208,7 @@ def _kmeans(spec: ClusterSpec, table: pd.DataFrame, features: np.ndarray | None)
         try:
             features = np.load(spec.features, allow_pickle=False, mmap_mode="r")  # assigned in blocks
         except (ValueError, OSError) as error:
-            raise InputError(f"{spec.features}: cannot read a .npy array: {_one_line(error)}") from error
+            raise InputError(f"{spec.features}: cannot read a .npy array: {one_line(error)}") from error
     if features.ndim != 2 or len(features) != len(table):
         where = spec.features or "features"
         raise InputError(
@@ -232,10 +232,6 @@ def _require_classes(
     if len(classes) != len(table):
         raise ValueError(f"{len(classes)} classes given for {len(table)} rows")
     return classes
-
-
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
 
 
 __all__ = ["attribute_targets", "build", "build_for_dataset", "clusters_from_file", "read_parents"]

@@ -7,7 +7,7 @@ that turns it into a :class:`~clinfonce.clusters.ClusterAssignment`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,7 +38,9 @@ class ClusterSpec:
     - ``none``: no clusters (SimCLR, SupCon and cross-entropy need none).
     """
 
-    source: str = field(default="attributes", metadata={"help": "one of " + ", ".join(SOURCES)})
+    source: str = field(
+        default="attributes", metadata={"help": "where the clusters come from", "choices": SOURCES}
+    )
     attributes: list[str] | None = field(
         default=None, metadata={"help": "attribute columns (unset with tags: the dataset's own)"}
     )
@@ -60,7 +62,8 @@ class ClusterSpec:
     )
     level: int = field(default=12, metadata={"help": "depth of the ancestor that names a cluster (root = 0)"})
     path_rule: str = field(
-        default="first", metadata={"help": "root path of a class with several parents: first | shortest"}
+        default="first",
+        metadata={"help": "root path of a class with several parents", "choices": PATH_RULES},
     )
     wordnet_dir: str | None = field(
         default=None, metadata={"help": "WordNet 3.0 database directory (default /usr/share/wordnet)"}
@@ -85,22 +88,28 @@ class ClusterSpec:
             "help": ".npy of [N, D] features, row i = row i of the data; unset in training: the model's own"
         },
     )
+    # The fields below matter only in training (K-means on the model's own features): ``training_only``.
     every: int = field(
         default=1,
-        metadata={"help": "training with the model's own features: re-cluster every this many epochs"},
+        metadata={
+            "help": "training with the model's own features: re-cluster every this many epochs",
+            "training_only": True,
+        },
     )
     warmup_epochs: int = field(
         default=1,
         metadata={
-            "help": "training with the model's own features: epochs of InfoNCE before the first clustering"
+            "help": "training with the model's own features: epochs of InfoNCE before the first clustering",
+            "training_only": True,
         },
     )
-
     recluster_features: str = field(
         default="pass",
         metadata={
             "help": "training with the model's own features: pass (embed the training split with the "
-            "evaluation transform) or training (the previous epoch's training projections: no extra pass)"
+            "evaluation transform) or training (the previous epoch's training projections: no extra pass)",
+            "choices": RECLUSTER_FEATURES,
+            "training_only": True,
         },
     )
 
@@ -131,6 +140,43 @@ class ClusterSpec:
         if self.source == "file" and not self.file:
             raise InputError(f"{name('source')}=file needs {name('file')} (a clusters CSV)")
         return self
+
+    @classmethod
+    def from_fields(
+        cls,
+        values: Mapping[str, Any],
+        *,
+        for_dataset: bool = False,
+        name: Callable[[str], str] = lambda key: f"clusters.{key}",
+    ) -> ClusterSpec:
+        """The checked spec of the given fields (None values are left at their defaults); without
+        ``source``, the one the fields imply: ``attributes`` / ``tags`` give attributes, ``hierarchy``
+        a hierarchy, ``features`` K-means, ``file`` a clusters file, and for a dataset (with its own
+        auxiliary information) ``top_k`` alone its attributes and ``level`` alone its hierarchy.
+
+        Raises:
+            InputError: no source, or several, is implied; a value out of range (named by ``name``).
+        """
+        given = {key: value for key, value in values.items() if value is not None}
+        source = given.pop("source", None)
+        if source is None:
+            implied = {
+                "attributes": "attributes" in given or "tags" in given or (for_dataset and "top_k" in given),
+                "hierarchy": "hierarchy" in given or (for_dataset and "level" in given),
+                "kmeans": "features" in given,
+                "file": "file" in given,
+            }
+            chosen = [key for key, used in implied.items() if used]
+            if len(chosen) != 1:
+                flags = ", ".join(
+                    name(key) for key in ("attributes", "tags", "hierarchy", "features", "file")
+                )
+                raise InputError(
+                    f"choose one source: {flags} or {name('source')} labels"
+                    + (f" (got {' and '.join(chosen)})" if chosen else "")
+                )
+            source = chosen[0]
+        return cls(source=source, **given).check(name)
 
     @property
     def reclusters(self) -> bool:

@@ -13,6 +13,7 @@ the samples as the label column (Cl-InfoNCE is then SupCon, supervised contrasti
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -81,6 +82,21 @@ class ClusterStats:
         if self.H_T > 0 and self.I_Z_T / self.H_T < 0.05:
             notes.append("the clusters say almost nothing about the labels (I(Z;T) < 5% of H(T))")
         return notes
+
+    def summary_lines(self, warnings: bool = True) -> list[str]:
+        """What ``clinfonce stats`` prints: the numbers, then ``warning:`` lines (unless ``warnings`` is
+        False: the caller said them) and ``note:`` lines."""
+        lines = [
+            f"n={self.n}  clusters={self.n_clusters}  labels={self.n_labels}",
+            f"H(Z)={self.H_Z:.3f}  H(T)={self.H_T:.3f}  H(Z|T)={self.H_Z_given_T:.3f}  "
+            f"H(T|Z)={self.H_T_given_Z:.3f}  I(Z;T)={self.I_Z_T:.3f} bits",
+            f"purity={self.purity:.3f}  singleton clusters={self.singleton_fraction:.1%}  "
+            f"cluster size p50={self.size_percentiles['p50']:.0f} max={self.size_percentiles['max']:.0f}",
+        ]
+        severe = self.warnings()
+        if warnings:
+            lines += [f"warning: {warning}" for warning in severe]
+        return lines + [f"note: {note}" for note in self.recommendations() if note not in severe]
 
 
 SINGLE_CLUSTER_WARNING = (
@@ -161,6 +177,25 @@ def cluster_stats(
         },
         n_pairs=len(joint_counts),
     )
+
+
+def table_stats(path: str | os.PathLike, cluster_col: str, label_col: str) -> ClusterStats:
+    """:func:`cluster_stats` of one column of a table file (the clusters) against another (the labels).
+
+    Raises:
+        InputError: the file cannot be read, a column is missing, or a label is missing (naming its row).
+    """
+    from clinfonce.data.tables import read_table, require_columns
+
+    table = read_table(path)
+    require_columns(table, [cluster_col, label_col], path)
+    missing = table[label_col].isna().to_numpy()
+    if missing.any():
+        raise InputError(
+            f"{path}: column {label_col!r} has {int(missing.sum())} missing value(s), "
+            f"first at row {int(np.flatnonzero(missing)[0])}"
+        )
+    return cluster_stats(table[cluster_col].to_numpy(), table[label_col].to_numpy())
 
 
 def labelled_cluster_stats(cluster_ids: np.ndarray, labels: np.ndarray) -> ClusterStats | None:

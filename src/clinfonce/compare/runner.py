@@ -29,7 +29,7 @@ from clinfonce.compare.report import write_plots, write_report
 from clinfonce.compare.spec import CompareSpec, PlannedRun, plan
 from clinfonce.config import Config
 from clinfonce.data.dataset import ImageDataset
-from clinfonce.errors import InputError, RunStopped
+from clinfonce.errors import InputError, RunStopped, one_line
 from clinfonce.logs import library_output
 from clinfonce.run import Run, RunDir, config_differences
 
@@ -176,11 +176,11 @@ def _run_one(run: PlannedRun, out: Path, dataset: ImageDataset, overwrite: bool)
         )
     except (KeyboardInterrupt, RunStopped) as stopped:
         if isinstance(stopped, RunStopped) and stopped.exit_status != 130:
-            row.update(status="failed", error=_one_line(stopped))
+            row.update(status="failed", error=one_line(stopped))
         else:
             raise
     except Exception as error:  # one failed run is reported, the others still run
-        row.update(status="failed", error=_one_line(error))
+        row.update(status="failed", error=one_line(error))
         failures = out / "failures"
         failures.mkdir(exist_ok=True)
         with atomic_open(failures / f"{run.name}.txt", "w", encoding="utf-8") as handle:
@@ -237,7 +237,3 @@ def _summary_line(row: dict[str, Any]) -> str:
         return f"{what}: FAILED: {row.get('error')}"
     how = "re-used" if row["reused"] else f"trained in {row['train_seconds']:.0f} s"
     return f"{what}: linear top-1 {row['top1']:.2f}% ({how})"
-
-
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__

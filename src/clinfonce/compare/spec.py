@@ -21,40 +21,23 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from clinfonce.clusters.spec import ClusterSpec
-from clinfonce.config import Config, load_config, parse_override
+from clinfonce.compare.settings import CompareSpec
+from clinfonce.config import Config, bundled_configs, load_config, parse_override
 from clinfonce.errors import InputError
 from clinfonce.methods import METHODS
-from clinfonce.typed import from_mapping, to_mapping
+from clinfonce.typed import from_mapping
 
 #: Defaults of every compared run (a compare file's overrides may change them): one log line per epoch
 #: instead of a progress bar.
 RUN_DEFAULTS = {"train.progress_bar": False}
 _NO_CLUSTERS = {"clusters": {"source": "none"}}
-
-
-@dataclass
-class CompareSpec:
-    """A comparison (fields as in the module docstring)."""
-
-    config: str | None = field(default=None, metadata={"help": "base run config: bundled name or path"})
-    overrides: dict[str, Any] = field(default_factory=dict, metadata={"help": "dotted key -> value"})
-    methods: list[str] = field(default_factory=lambda: ["simclr", "clinfonce", "supcon"])
-    seeds: list[int] = field(default_factory=lambda: [0])
-    settings: dict[str, Any] = field(
-        default_factory=dict, metadata={"help": "name -> clusters-section keys of that setting"}
-    )
-    sweep: dict[str, Any] = field(default_factory=dict, metadata={"help": "one clusters key -> its values"})
-    out: str = field(default="compare_out", metadata={"help": "output folder"})
-
-    def to_dict(self) -> dict[str, Any]:
-        return to_mapping(self)
 
 
 @dataclass(frozen=True)
@@ -125,6 +108,61 @@ def check_spec(spec: CompareSpec) -> CompareSpec:
         if not isinstance(setting, Mapping):
             raise InputError(f"compare: setting {name!r} must be a mapping of clusters keys")
     return spec
+
+
+def with_shortcuts(
+    spec: CompareSpec,
+    *,
+    dataset: str | None = None,
+    data_options: Mapping[str, Any] | None = None,
+    test_root: str | Path | None = None,
+    clusters_file: str | Path | None = None,
+    epochs: int | None = None,
+    backbone: str | None = None,
+    image_size: int | None = None,
+    **fields: Any,
+) -> CompareSpec:
+    """``spec`` with the command line's shortcuts applied (None: keep the spec's), checked.
+
+    Args:
+        spec: the comparison (e.g. a compare file's).
+        dataset: the data of every run, with exactly ``data_options`` (the base config's other data
+            options are dropped); the base config defaults to the dataset's bundled one, if any.
+        data_options: options of that dataset (without ``dataset``: overrides of the base config's).
+        test_root: an image folder for the test split (``imagefolder``).
+        clusters_file: a clusters CSV (``clinfonce clusters``): a cluster setting named ``file``.
+        epochs, backbone, image_size: ``train.epochs``, ``model.backbone`` and the dataset's ``image_size``
+            of every run.
+        fields: fields of :class:`CompareSpec` to replace (``methods``, ``seeds``, ``sweep``, ``out``,
+            ``config``).
+    """
+    options = dict(data_options or {})
+    if test_root is not None:
+        if dataset is None:
+            raise InputError("a test folder (test_root) needs the dataset named (imagefolder)")
+        options["test_root"] = str(test_root)
+    if image_size is not None:
+        options["image_size"] = image_size
+    overrides = dict(spec.overrides)
+    if dataset is not None:  # the data named, with exactly the options given
+        overrides = {k: v for k, v in overrides.items() if not k.startswith("data.options.")}
+        overrides |= {"data.name": dataset, "data.options": options}
+    else:
+        overrides |= {f"data.options.{key}": value for key, value in options.items()}
+    if epochs is not None:
+        overrides["train.epochs"] = epochs
+    if backbone is not None:
+        overrides["model.backbone"] = backbone
+    settings = dict(spec.settings)
+    if clusters_file is not None:
+        settings["file"] = {"source": "file", "file": str(Path(clusters_file).absolute())}
+    given = {key: value for key, value in fields.items() if value is not None}
+    # a swept key with one value is a sweep of one
+    given["sweep"] = {k: v if isinstance(v, list) else [v] for k, v in given.get("sweep", spec.sweep).items()}
+    base = given.pop("config", None) or spec.config
+    if base is None and dataset is not None and dataset in bundled_configs():
+        base = dataset
+    return check_spec(dataclasses.replace(spec, **given, config=base, overrides=overrides, settings=settings))
 
 
 def cluster_settings(spec: CompareSpec) -> list[tuple[str, dict[str, Any], Any]]:

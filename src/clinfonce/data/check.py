@@ -44,3 +44,21 @@ def dataset_summary(dataset: ImageDataset) -> dict[str, Any]:
         "remarks": remarks,
         "problems": len(dataset.skipped),
     }
+
+
+def summary_lines(summary: dict[str, Any]) -> list[str]:
+    """What ``clinfonce data check`` prints of a :func:`dataset_summary`."""
+    splits = ", ".join(f"{k} {v}" for k, v in summary["splits"].items())
+    lines = [
+        f"{summary['dataset']}: {summary['images']} images ({splits}), {summary['classes']} classes",
+        f"auxiliary: attributes {len(summary['attributes'])}, tags {len(summary['tags'])}, "
+        f"hierarchy {summary['hierarchy']}",
+    ]
+    if summary["notes"]:
+        lines.append(f"notes: {summary['notes']}")
+    lines += [f"note: {remark}" for remark in summary["remarks"]]
+    lines += [f"bad file: {bad['path']}: {bad['reason']}" for bad in summary["bad_files"]]
+    lines.append(
+        "no problems found" if not summary["problems"] else f"{summary['problems']} problem(s) found"
+    )
+    return lines

@@ -7,9 +7,10 @@ datasets (``clinfonce --help``) costs nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -152,6 +153,47 @@ def source(name: str) -> Source:
     close = difflib.get_close_matches(str(name), list(DATASETS), n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     raise InputError(f"unknown dataset {name!r}{hint}; known: {', '.join(sorted(DATASETS))}")
+
+
+def options_lines(name: str) -> list[str]:
+    """What ``clinfonce data options NAME`` prints: the dataset's summary, then every option with its type,
+    default and meaning, aligned."""
+    import json
+
+    from clinfonce.typed import fields_of
+
+    src = source(name)
+    rows = [
+        (key, kind, "(required)" if default is dataclasses.MISSING else json.dumps(default), text)
+        for key, kind, default, text in fields_of(src.options)
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = [f"{name}: {src.summary}"]
+    lines += [
+        "  " + "  ".join(cell.ljust(w) for cell, w in zip(row[:3], widths, strict=True)) + "  " + row[3]
+        for row in rows
+    ]
+    if src.reads_files:
+        lines.append("  (unreadable images: --skip-bad on the command line, data.skip_bad in a config)")
+    return lines
+
+
+def parse_options(items: Sequence[str]) -> dict[str, Any]:
+    """``["image_size=32", "classes=a,b"]`` -> ``{"image_size": 32, "classes": "a,b"}``: dataset options
+    as the command line gives them (values read as YAML; lists also as ``a,b``, split by the options'
+    types)."""
+    import yaml
+
+    options: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise InputError(f"--data-option {item!r} must look like KEY=VALUE")
+        try:
+            options[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise InputError(f"--data-option {item!r}: cannot parse the value") from None
+    return options
 
 
 def dataset_options(name: str, values: Mapping[str, Any] | None = None, prefix: str = "data.options.") -> Any:
