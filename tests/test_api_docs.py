@@ -28,4 +28,14 @@ def test_every_example_of_the_api_page_runs(tmp_path, monkeypatch, capsys) -> No
     assert namespace["vectors"].shape == (2, 64) and str(namespace["vectors"].dtype) == "float32"
     assert namespace["encoder"].embed(namespace["batch"], projection=True).shape == (5, 128)
     assert namespace["results"].shape[0] == 3 and (namespace["results"]["status"] == "ok").all()
+    assert namespace["run"].training.global_batch == 64
+    embedded = namespace["embedded"]
+    assert embedded.vectors.shape == (128, 64) and (embedded.items["split"] == "test").all()
+    assert sorted(p.name for p in embedded.files) == ["embeddings.parquet", "faiss.index", "index.csv"]
+    result = namespace["result"]
+    assert (
+        result.clusters.n_clusters == 2 and (tmp_path / "c.csv").is_file() and (tmp_path / "c.json").is_file()
+    )
+    # hand-computed: color splits {sky} from {apple, cherry}; H(T) - H(T|Z) = 1.459 - 0.459 = 1 bit
+    assert abs(result.stats.I_Z_T - 1.0) < 1e-9
     assert (tmp_path / "compare_out" / "report.md").is_file()

@@ -30,6 +30,7 @@ def add_flags(
             continue
         kind, default = hints[f.name], getattr(defaults, f.name)
         shown = ",".join(map(str, default)) if isinstance(default, list) else str(default)
+        shown = f.metadata.get("unset", shown)  # what leaving the flag out means, when not its default
         text = f.metadata["help"] + (f" (default {shown})" if default not in (None, [], {}) else "")
         options: dict[str, Any] = {"default": None, "dest": f.name, "help": text}
         if kind is bool:

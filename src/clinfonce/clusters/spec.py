@@ -39,7 +39,12 @@ class ClusterSpec:
     """
 
     source: str = field(
-        default="attributes", metadata={"help": "where the clusters come from", "choices": SOURCES}
+        default="attributes",
+        metadata={
+            "help": "where the clusters come from",
+            "choices": SOURCES,
+            "unset": "implied by the fields",
+        },
     )
     attributes: list[str] | None = field(
         default=None, metadata={"help": "attribute columns (unset with tags: the dataset's own)"}
