@@ -86,6 +86,12 @@ class ModelConfig:
     #: a local weights file to start the backbone from (a state dict or a timm/torchvision checkpoint,
     #: .pt/.pth/.bin or .safetensors); the whole network is then trained (fine-tuned). None: random init
     weights: str | None = None
+    #: installed pretrained weights to start from (clinfonce.pretrained: efficientnet_lite0); sets
+    #: model.backbone and the input normalisation to the weights' own. None: random init (or model.weights)
+    pretrained: str | None = None
+    #: leading stages of the backbone kept frozen while training (weights fixed, batch norm statistics
+    #: too): 0 trains all; 1 the stem; 2 the stem and the first block stage; ...
+    freeze_stages: int = 0
     #: 3x3 stride-1 stem without max-pool for ResNets on small (e.g. 32-px) images
     small_images: bool = True
     head_dim: int = 128
@@ -293,6 +299,7 @@ def resolve(config: Config) -> Config:
         (config.data.num_workers >= 0, "data.num_workers", ">= 0"),
         (config.data.crop_size is None or config.data.crop_size >= 1, "data.crop_size", ">= 1 or null"),
         (config.model.head_dim >= 1, "model.head_dim", ">= 1"),
+        (config.model.freeze_stages >= 0, "model.freeze_stages", ">= 0"),
         (
             config.method.base_temperature is None or config.method.base_temperature > 0,
             "method.base_temperature",
@@ -324,7 +331,25 @@ def resolve(config: Config) -> Config:
     _check_method_inputs(config)
     options = dataset_options(config.data.name, config.data.options)
     data = dataclasses.replace(config.data, options=to_mapping(options))
-    return dataclasses.replace(config, data=data)
+    return dataclasses.replace(config, data=data, model=_with_pretrained(config.model))
+
+
+def _with_pretrained(model: ModelConfig) -> ModelConfig:
+    """``model`` with ``backbone`` set to what ``pretrained`` names (the default backbone is replaced; any
+    other must be the same); :class:`InputError` for an unknown name or with ``weights`` too."""
+    if model.pretrained is None:
+        return model
+    from clinfonce.pretrained import pretrained
+
+    entry = pretrained(model.pretrained)
+    if model.weights is not None:
+        raise InputError("config: model.pretrained and model.weights both say where to start from: give one")
+    if model.backbone not in (ModelConfig.backbone, entry.backbone):
+        raise InputError(
+            f"config: model.pretrained={entry.name} is the backbone {entry.backbone}, but model.backbone is "
+            f"{model.backbone}: leave model.backbone out, or set it to {entry.backbone}"
+        )
+    return dataclasses.replace(model, backbone=entry.backbone)
 
 
 def _augment_checks(augment: AugmentConfig) -> list[tuple[bool, str, str]]:

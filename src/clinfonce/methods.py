@@ -7,13 +7,15 @@ differ in the supervision they use:
 - ``clinfonce``: the stage-1 clusters (Cl-InfoNCE, the paper's method);
 - ``supcon``: the downstream labels (Cl-InfoNCE with the labels as clusters: the supervised upper bound);
 - ``ce``: the downstream labels, by cross-entropy on the backbone features;
+- ``pretrained``: nothing, and no training: the starting backbone (``model.pretrained`` or
+  ``model.weights``) evaluated as it is, the baseline every fine-tuning comparison needs;
 - the weakly-supervised baselines, which use the same auxiliary information as Cl-InfoNCE in another way:
   ``cluster_ce`` (predict the stage-1 cluster id with cross-entropy), ``attr_bce`` (predict the top-k binary
   attributes the clusters are made of, multi-label binary cross-entropy) and ``attr_infonce`` (contrast each
   image with a learned embedding of its attribute vector, CMC/CLIP style).
 
-A method is its row here plus its objective in :data:`clinfonce.training.objectives.OBJECTIVES`: adding one
-touches those two places. Every rule elsewhere (config checks, the engine, reports, plot colours) reads the
+A method is its row here plus its objective in :data:`clinfonce.training.objectives.OBJECTIVES` (a method
+that does not train has none): adding one touches those two places. Every rule elsewhere (config checks, the engine, reports, plot colours) reads the
 fields of the row, never the method's name.
 """
 
@@ -40,6 +42,7 @@ class Method:
         fixed_clusters: needs cluster ids that stay the same during training (a classifier over them), so
             K-means re-clustering during training is refused.
         joint_infonce: may add InfoNCE on a second projection head (``method.joint_infonce``).
+        trains: trains at all (else the starting weights are evaluated as they are, in no time).
     """
 
     name: str
@@ -49,6 +52,7 @@ class Method:
     color: str
     fixed_clusters: bool = False
     joint_infonce: bool = False
+    trains: bool = True
 
     @property
     def needs_stage1(self) -> bool:
@@ -92,6 +96,14 @@ METHODS: dict[str, Method] = {
             True,
             "InfoNCE between images and an embedding of their attributes",
             "#66a61e",
+        ),
+        Method(
+            "pretrained",
+            "nothing",
+            False,
+            "the starting backbone, not trained (model.pretrained or model.weights as they are)",
+            "#a6761d",
+            trains=False,
         ),
     )
 }

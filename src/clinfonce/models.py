@@ -7,6 +7,7 @@ or from a local weights file (:func:`load_backbone_weights`)."""
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,6 +16,8 @@ import torch
 from torch import Tensor, nn
 
 from clinfonce.errors import InputError
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from clinfonce.config import ModelConfig
@@ -83,6 +86,45 @@ def _torchvision_backbone(model: str) -> tuple[nn.Module, int]:
     parent = net.get_submodule(name.rsplit(".", 1)[0]) if "." in name else net
     setattr(parent, name.rsplit(".", 1)[-1], nn.Identity())
     return net, int(linear.in_features)
+
+
+def load_starting_weights(backbone: nn.Module, model: ModelConfig) -> str:
+    """Load what ``model`` says training starts from into ``backbone``: the ``pretrained`` weights, the
+    ``weights`` file, or nothing (random initialisation); returns :func:`starting_weights`."""
+    if model.pretrained is not None:
+        from clinfonce.pretrained import pretrained
+
+        backbone.load_state_dict(pretrained(model.pretrained).state_dict())
+    elif model.weights is not None:
+        left_out = load_backbone_weights(backbone, model.weights)
+        if left_out:
+            log.info("%d key(s) of %s not used: %s", len(left_out), model.weights, ", ".join(left_out[:4]))
+    return starting_weights(model)
+
+
+def starting_weights(model: ModelConfig) -> str:
+    """Where ``model``'s training starts from, in words (recorded in encoder files and reports)."""
+    if model.pretrained is not None:
+        from clinfonce.pretrained import pretrained
+
+        return pretrained(model.pretrained).provenance()
+    if model.weights is not None:
+        return f"model.weights {Path(model.weights).absolute()}"
+    return "random initialisation"
+
+
+def backbone_stages(backbone: nn.Module) -> list[nn.Module]:
+    """The backbone's stages from the input on (what ``model.freeze_stages`` counts): the stem, then each
+    stage of blocks; :class:`InputError` for a backbone whose stages are not known."""
+    if hasattr(backbone, "conv_stem") and hasattr(backbone, "blocks"):  # timm EfficientNet / MobileNet
+        return [nn.ModuleList([backbone.conv_stem, backbone.bn1]), *backbone.blocks]
+    if all(hasattr(backbone, name) for name in ("conv1", "bn1", "layer1", "layer4")):  # ResNets
+        stem = nn.ModuleList([backbone.conv1, backbone.bn1])
+        return [stem, backbone.layer1, backbone.layer2, backbone.layer3, backbone.layer4]
+    if isinstance(backbone, SmallCNN):
+        layers = list(backbone.features)
+        return [nn.Sequential(*layers[i : i + 3]) for i in range(0, len(layers), 3)]
+    raise InputError(f"model.freeze_stages: the stages of {type(backbone).__name__} are not known")
 
 
 def load_backbone_weights(backbone: nn.Module, path: str | os.PathLike) -> list[str]:
@@ -188,6 +230,23 @@ class Network(nn.Module):
     def of(cls, model: ModelConfig) -> Network:
         """The network a config's ``model`` section describes, randomly initialised."""
         return cls(model.backbone, model.small_images, model.head_dim, model.width)
+
+    def freeze(self, stages: int) -> None:
+        """Keep the first ``stages`` stages of the backbone (:func:`backbone_stages`) fixed: no gradient,
+        and batch norm keeps its statistics (those stages stay in eval mode)."""
+        known = backbone_stages(self.backbone) if stages else []
+        if stages > len(known):
+            raise InputError(f"model.freeze_stages is {stages}, but the backbone has {len(known)} stages")
+        self._frozen = known[:stages]  # a plain list: not registered again (the state dict stays as it is)
+        for stage in self._frozen:
+            stage.requires_grad_(False)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> Network:
+        super().train(mode)
+        for stage in getattr(self, "_frozen", ()):
+            stage.eval()
+        return self
 
     def output_dim(self, projection: bool = False) -> int:
         """Size of :meth:`features` (``F``), or with ``projection`` of :meth:`forward` (``head_dim``)."""

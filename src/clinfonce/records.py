@@ -34,6 +34,8 @@ class EncoderInfo:
         crop_size: side of the training views in pixels (evaluation resizes to it).
         mean, std: the per-channel normalisation of the training data, in [0, 1] units.
         input: how the training images were decoded (the dataset's loader).
+        start: where the weights training started from: ``random initialisation``, the pretrained
+            weights (name, package, version, file) or ``model.weights`` (the file).
     """
 
     model: ModelConfig
@@ -41,6 +43,7 @@ class EncoderInfo:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     input: ImageInput
+    start: str = "random initialisation"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (the keys an ``encoder.pt`` and a checkpoint's ``clinfonce`` entry hold)."""
@@ -54,12 +57,13 @@ class EncoderInfo:
                 "channels": self.input.channels,
                 "resize": self.input.resize,
             },
+            "start": self.start,
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str) -> EncoderInfo:
         """The record in ``data``; files written before the decoding was recorded are read as RGB,
-        centre-cropped to the crop size."""
+        centre-cropped to the crop size, and before the start was recorded as of an unknown start."""
         if "model" not in data:
             raise InputError(
                 f"{source}: written by an older clinfonce (no model settings in it); train it again"
@@ -78,6 +82,7 @@ class EncoderInfo:
                     int(decoded.get("channels", 3)),
                     str(decoded.get("resize", "center_crop")),
                 ),
+                start=str(data.get("start", "not recorded (written by clinfonce < 0.4)")),
             )
         except (KeyError, TypeError, ValueError, IndexError) as error:
             raise InputError(

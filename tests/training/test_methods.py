@@ -18,7 +18,7 @@ from tiny_runs import TINY_SHAPES
 
 
 def test_every_method_has_an_objective_and_every_objective_a_method() -> None:
-    assert set(OBJECTIVES) == set(METHODS)
+    assert set(OBJECTIVES) == {name for name, method in METHODS.items() if method.trains}
     assert all(name == method.name for name, method in METHODS.items())
 
 

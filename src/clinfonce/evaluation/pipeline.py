@@ -224,6 +224,7 @@ def evaluate_run(
         dataset_notes=dataset.aux.notes,
         figures=figures,
         trained=run.training if run is not None else None,
+        start=encoder.info.start,
     )
     (run.files if run is not None else RunDir(out)).write_evaluation(metrics, report, out_dir)
     if run is not None and out_dir is None:

@@ -25,6 +25,7 @@ def render_run_report(
     dataset_notes: str = "",
     figures: dict[str, str] | None = None,
     trained: TrainingSummary | None = None,
+    start: str | None = None,
 ) -> str:
     """The markdown text of ``report.md``.
 
@@ -40,6 +41,7 @@ def render_run_report(
         figures: caption -> PNG file name beside the report, shown after the numbers.
         trained: the run's training summary (steps skipped for a non-finite loss or gradient; processes,
             learning rate and precision as resolved); None before training finished.
+        start: where the encoder's weights started from (its encoder file's record).
     """
     lines = [f"# Run report: {name}", ""]
     if "checkpoint" in metrics:
@@ -50,12 +52,22 @@ def render_run_report(
         views = f"{method.n_views} view{'s' if method.n_views > 1 else ''}"
         detail = f"temperature {method.temperature}, {views}" if about.contrastive else views
         joint = "; plus InfoNCE on a second head (joint_infonce)" if method.joint_infonce else ""
-        lines += [
+        lines.append(
             f"- dataset: `{config.data.name}`; method: `{method.name}`: {about.summary} ({detail}){joint}; "
-            f"backbone `{model.backbone}`",
-            f"- {train.epochs} epochs, {_batch_and_lr(optim, trained)}, seed {train.seed}, "
-            f"precision {trained.precision if trained is not None else train.precision}",
-        ]
+            f"backbone `{model.backbone}`"
+        )
+        if about.trains:
+            frozen = (
+                f", the first {model.freeze_stages} backbone stage(s) frozen" if model.freeze_stages else ""
+            )
+            lines.append(
+                f"- {train.epochs} epochs, {_batch_and_lr(optim, trained)}, seed {train.seed}, "
+                f"precision {trained.precision if trained is not None else train.precision}{frozen}"
+            )
+        else:
+            lines.append("- not trained: the starting weights are evaluated as they are")
+    if start is not None:
+        lines.append(f"- weights started from: {start}")
     if dataset_notes:
         lines.append(f"- auxiliary information: {dataset_notes}")
     if clusters is not None:

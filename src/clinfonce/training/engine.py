@@ -108,8 +108,7 @@ def train(
         n_rows=len(dataset),
         n_classes=dataset.n_classes,
         crop_size=config.data.crop_size or dataset.image_size[0],
-        mean=dataset.mean,
-        std=dataset.std,
+        **input_normalisation(config, dataset),
         image_input=dataset.image_input,
         cluster_ids=torch.from_numpy(ids),
         n_clusters=clusters.n_clusters if clusters is not None else None,
@@ -153,16 +152,20 @@ def train(
         )
         if resume is not None:
             loader.sampler.resume_within(resume.epoch, resume.batches_done(len(loader)))
-        log.info(
-            "training %s for %d epochs (%d steps each) into %s%s",
-            config.method.name,
-            config.train.epochs,
-            len(loader),
-            run.path,
-            f", resuming at step {resume.step}" if resume else "",
-        )
+        if method.trains:
+            log.info(
+                "training %s for %d epochs (%d steps each) into %s%s",
+                config.method.name,
+                config.train.epochs,
+                len(loader),
+                run.path,
+                f", resuming at step {resume.step}" if resume else "",
+            )
+        else:
+            log.info("%s does not train: the encoder is its starting weights (%s)", method.name, module.start)
         try:
-            trainer.fit(module, loader, ckpt_path=None if resume is None else str(resume.path))
+            if method.trains:  # else the starting weights are the run's encoder
+                trainer.fit(module, loader, ckpt_path=None if resume is None else str(resume.path))
         except SystemExit:  # Lightning's answer to Ctrl-C, after the on_exception hooks saved a checkpoint
             if not trainer.interrupted:
                 raise
@@ -174,7 +177,7 @@ def train(
         summary = TrainingSummary(
             epoch_loss=dict(module.epoch_losses),
             bad_steps=list(guard.bad_steps),
-            train_seconds=round(module.train_seconds(), 3),
+            train_seconds=round(module.train_seconds(), 3) if method.trains else 0.0,
             world_size=trainer.world_size,
             global_batch=config.optim.batch_size * trainer.world_size,
             lr=module.lr,
@@ -420,6 +423,17 @@ class _OnInterrupt(Callback):
     def on_exception(self, trainer: L.Trainer, module: L.LightningModule, exception: BaseException) -> None:
         if isinstance(exception, KeyboardInterrupt):
             self.saver.on_exception(trainer, module, exception)
+
+
+def input_normalisation(config: Config, dataset: ImageDataset) -> dict[str, tuple[float, ...]]:
+    """``mean`` and ``std`` of the views: those the pretrained weights were trained with, else the
+    dataset's own."""
+    if config.model.pretrained is not None:
+        from clinfonce.pretrained import pretrained
+
+        entry = pretrained(config.model.pretrained)
+        return {"mean": entry.mean, "std": entry.std}
+    return {"mean": tuple(dataset.mean), "std": tuple(dataset.std)}
 
 
 def _by_row(values: np.ndarray, rows: np.ndarray, n_rows: int) -> np.ndarray:

@@ -22,7 +22,8 @@ from clinfonce.data.augment import ContrastiveAugment
 from clinfonce.data.dataset import ImageInput
 from clinfonce.dist import gather_no_grad
 from clinfonce.encoder import Encoder, network_with_weights
-from clinfonce.models import Network, load_backbone_weights
+from clinfonce.methods import METHODS
+from clinfonce.models import Network, load_starting_weights, starting_weights
 from clinfonce.records import CheckpointMeta, EncoderInfo, LossProgress
 from clinfonce.training.batchnorm import globalise
 from clinfonce.training.objectives import Batch, ObjectiveInputs, build_objective
@@ -71,21 +72,18 @@ class ContrastiveModule(L.LightningModule):
     ) -> None:
         super().__init__()
         self.config = config
-        model = config.model
         self.encoder = Network.of(config.model)
-        if model.weights is not None and start_from_weights:
-            left_out = load_backbone_weights(self.encoder.backbone, model.weights)
-            log.info(
-                "backbone weights from %s (%d key(s) of the file not used: %s)",
-                model.weights,
-                len(left_out),
-                ", ".join(left_out[:4]),
-            )
+        #: where the weights started from (a resume takes every weight from its checkpoint instead)
+        self.start = (
+            load_starting_weights(self.encoder.backbone, config.model)
+            if start_from_weights
+            else starting_weights(config.model)
+        )
+        self.encoder.freeze(config.model.freeze_stages)
         self.augment: ContrastiveAugment = config.augment.build(crop_size, mean, std, config.method.n_views)
         self.image_input = image_input
-        self.objective = build_objective(
-            ObjectiveInputs(config, self.encoder, n_classes, n_clusters, attribute_targets)
-        )
+        inputs = ObjectiveInputs(config, self.encoder, n_classes, n_clusters, attribute_targets)
+        self.objective = build_objective(inputs) if METHODS[config.method.name].trains else None
         if config.train.sync_batchnorm:  # normalise over the global batch of every process
             globalise(self)
         if config.model.channels_last:
@@ -195,6 +193,8 @@ class ContrastiveModule(L.LightningModule):
         optim = self.config.optim
         decay, no_decay = [], []
         for name, parameter in self.named_parameters():
+            if not parameter.requires_grad:  # a frozen stage (model.freeze_stages)
+                continue
             # the usual exemption of BatchNorm and bias parameters from weight decay
             (no_decay if parameter.ndim <= 1 or name.endswith(".bias") else decay).append(parameter)
         global_batch = optim.batch_size * self.trainer.world_size
@@ -258,6 +258,7 @@ class ContrastiveModule(L.LightningModule):
             mean=tuple(self.augment.mean.flatten().tolist()),
             std=tuple(self.augment.std.flatten().tolist()),
             input=self.image_input,
+            start=self.start,
         )
 
     def trained_encoder(self, class_names: Sequence[str]) -> Encoder:
