@@ -18,11 +18,13 @@ def test_bundled_config_is_valid(name: str) -> None:
     if name == "table":
         overrides["data.options.table"] = "/nonexistent/meta.csv"
     config = load_config(name, overrides)  # type-checks the dataset options without opening any file
-    assert config.data.name == name  # one config per dataset, named after it
+    assert config.data.name in DATASETS and (name not in DATASETS or config.data.name == name)
 
 
 def test_there_is_a_config_per_dataset() -> None:
-    assert set(bundled_configs()) == set(DATASETS)
+    """One named after each dataset (and recipes for real data that a generic dataset reads, such as
+    imagenette: an image folder)."""
+    assert set(DATASETS) <= set(bundled_configs())
 
 
 def _imported(modules: str, prefixes: tuple[str, ...]) -> list[str]:

@@ -143,3 +143,32 @@ def test_runs_start_from_it_and_the_pretrained_method_evaluates_it_untrained(tmp
         tuned.encoder.network.backbone.conv_head.weight, untrained.encoder.network.backbone.conv_head.weight
     )
     assert clinfonce.load_encoder(tuned.dir).info.start == LITE0.provenance()  # the encoder file records it
+
+
+def test_pretrained_is_a_row_of_a_comparison_with_no_training_time(tmp_path) -> None:
+    from clinfonce.compare import load_spec, run_compare
+
+    overrides = dict(item.split("=", 1) for item in TINY_SHAPES)
+    overrides |= {
+        "model.pretrained": "efficientnet_lite0",
+        "train.epochs": 1,
+        "eval.probe_epochs": 5,
+        "eval.knn_k": [5],
+    }
+    spec = load_spec(
+        {
+            "config": "shapes",
+            "overrides": overrides,
+            "methods": ["pretrained", "simclr"],
+            "seeds": [0],
+            "out": str(tmp_path),
+        }
+    )
+    results = run_compare(spec, say=lambda line: None).set_index("method")
+    assert (results["status"] == "ok").all()
+    assert results.loc["pretrained", "train_seconds"] == 0.0 and results.loc["simclr", "train_seconds"] > 0
+    report = (tmp_path / "report.md").read_text().splitlines()
+    baseline = (
+        "`pretrained`" if results.loc["pretrained", "top1"] >= results.loc["simclr", "top1"] else "`simclr`"
+    )
+    assert report[2].startswith(f"Against the best baseline without auxiliary information, {baseline}")

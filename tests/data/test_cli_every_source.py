@@ -15,6 +15,7 @@ from test_fashion_mnist import write_fashion
 from test_imagenet100 import write_imagenet
 from test_omniglot import write_omniglot_zip
 from test_table import make_table_fixture
+from test_utkface import write_utkface
 from test_utzappos import write_bin_csv, write_tree
 from test_wider import write_wider
 
@@ -61,6 +62,7 @@ SOURCES: dict[str, tuple[Callable[[Path], list[str]], list[str], int]] = {
     "cifar100": (lambda root: ["--root", str(write_cifar100(root))], ["--level", "0"], 8),
     "fashion_mnist": (lambda root: (write_fashion(root), ["--root", str(root)])[1], ["--level", "1"], 7),
     "omniglot": (_omniglot, ["--level", "0"], 40),
+    "utkface": (lambda root: ["--root", str(write_utkface(root))], ["--top-k", "2"], 8),
 }
 
 #: for the hierarchies written by hand in the fixtures: the cluster each class must land in (by hand,
@@ -81,6 +83,7 @@ MISSING = {
     "cub200": "has_bill_shape::hooked: 1",
     "utzappos": "HeelHeight.Flat: 1",
     "wider": "Male: 2",
+    "utkface": "race: 1",
 }
 
 

@@ -189,9 +189,11 @@ def write_report(
         }
     )
     failed = table[table["status"] != "ok"]
+    verdicts = against_baseline(table)
     lines = [
         f"# {title}",
         "",
+        *([*verdicts, ""] if verdicts else []),
         *introduction,
         f"{len(table)} of {total_runs} run(s) done; {len(failed)} failed. Every run is evaluated by the same "
         "linear probe (frozen backbone features, settings chosen on a validation split of the training "
@@ -223,6 +225,34 @@ def write_report(
     lines += ["## Every run", "", _markdown(table.drop(columns=["error"])), ""]
     with atomic_open(out / "report.md", "w", encoding="utf-8") as handle:
         handle.write("\n".join(lines))
+
+
+def against_baseline(table: pd.DataFrame) -> list[str]:
+    """One sentence per method and setting: its linear top-1 against the best baseline without auxiliary
+    information (the method of :data:`~clinfonce.methods.METHODS` that uses nothing, such as ``simclr`` or
+    ``pretrained``, with the highest mean), paired by seed: "+x.x points (seeds 0/1/2: ...), holds on n of
+    3 seeds". Empty without such a baseline."""
+    ok = table[table["status"] == "ok"]
+    plain = [m for m in dict.fromkeys(ok["method"]) if METHODS[m].uses == "nothing"]
+    if not plain:
+        return []
+    means = {m: ok.loc[ok["method"] == m, "top1"].mean() for m in plain}
+    baseline = max(plain, key=lambda m: means[m])
+    reference = ok[ok["method"] == baseline].set_index("seed")["top1"]
+    lines = []
+    for (method, setting), rows in ok[ok["method"] != baseline].groupby(["method", "setting"], sort=False):
+        paired = rows.set_index("seed")["top1"].sub(reference).dropna()
+        if paired.empty:
+            continue
+        name = f"`{method}`" + (f" ({setting})" if setting else "")
+        seeds = "/".join(str(seed) for seed in paired.index)
+        each = "/".join(f"{d:+.1f}" for d in paired)
+        lines.append(
+            f"- {name}: {paired.mean():+.1f} points over `{baseline}` (seeds {seeds}: {each}), "
+            f"holds on {int((paired > 0).sum())} of {len(paired)} seed(s)."
+        )
+    return [f"Against the best baseline without auxiliary information, `{baseline}` "
+            f"({means[baseline]:.1f}% linear top-1, mean of its seeds):", "", *lines]  # fmt: skip
 
 
 def _color(method: str) -> str:

@@ -87,6 +87,14 @@ DATASETS: dict[str, Source] = {
             "UT-Zappos50K: 21 shoe sub-categories, binary meta-data attributes",
         ),
         Source(
+            "utkface",
+            "utkface",
+            "UtkfaceOptions",
+            "load",
+            True,
+            "UTKFace: face photos with per-image age, gender and race (age groups as labels by default)",
+        ),
+        Source(
             "cub200",
             "cub200",
             "Cub200Options",
