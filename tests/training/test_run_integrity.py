@@ -267,6 +267,9 @@ def test_ctrl_c_saves_and_says_how_to_resume(tmp_path) -> None:
 
     def default_ctrl_c() -> None:  # a job started in the background of a script inherits an ignored SIGINT
         signal.signal(signal.SIGINT, signal.SIG_DFL)
+        # the whole run takes a few seconds: on a loaded machine the watching loop below must not be
+        # starved past its end (seen with both cores busy), so the run yields the CPU to it
+        os.nice(19)
 
     process = subprocess.Popen(
         _command(run), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=default_ctrl_c
