@@ -44,8 +44,9 @@ from clinfonce.data.registry import load_dataset
 needs_fifo = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="os.mkfifo is not available here")
 needs_symlink = pytest.mark.skipif(not hasattr(os, "symlink"), reason="os.symlink is not available here")
 
-#: Small generated data for the commands that need a dataset but fail before using it.
-TINY_SHAPES = ["--dataset", "shapes", "--data-option", "n_train=16", "--data-option", "n_test=8"]
+#: Command-line flags naming 16 + 8 generated shapes images, for the commands that need a dataset but fail
+#: before using it (not the training settings of tests/tiny_runs.py).
+SHAPES_DATA_FLAGS = ["--dataset", "shapes", "--data-option", "n_train=16", "--data-option", "n_test=8"]
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -585,7 +586,9 @@ def test_zero_or_negative_flag_is_one_line(
 def test_checkpoint_of_another_architecture(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     checkpoint = tmp_path / "encoder.pt"
     torch.save(encoder_payload(backbone_written="small", backbone_claimed="resnet18"), checkpoint)
-    result = run_cli(capsys, "eval", "--checkpoint", checkpoint, *TINY_SHAPES, "--out", tmp_path / "eval")
+    result = run_cli(
+        capsys, "eval", "--checkpoint", checkpoint, *SHAPES_DATA_FLAGS, "--out", tmp_path / "eval"
+    )
     assert_user_error(result, str(checkpoint), "do not fit a resnet18 encoder")
     assert not (tmp_path / "eval").exists()
 
@@ -594,7 +597,9 @@ def test_truncated_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     checkpoint = tmp_path / "encoder.pt"
     torch.save(encoder_payload(), checkpoint)
     checkpoint.write_bytes(checkpoint.read_bytes()[:2000])
-    result = run_cli(capsys, "eval", "--checkpoint", checkpoint, *TINY_SHAPES, "--out", tmp_path / "eval")
+    result = run_cli(
+        capsys, "eval", "--checkpoint", checkpoint, *SHAPES_DATA_FLAGS, "--out", tmp_path / "eval"
+    )
     assert_user_error(result, str(checkpoint), "not a loadable clinfonce checkpoint")
 
 
@@ -604,6 +609,8 @@ def test_checkpoint_with_a_pickle_payload_runs_nothing(
     marker = tmp_path / "ran"
     checkpoint = tmp_path / "encoder.pt"
     torch.save({**encoder_payload(), "extra": WritesAMarker(marker)}, checkpoint)
-    result = run_cli(capsys, "eval", "--checkpoint", checkpoint, *TINY_SHAPES, "--out", tmp_path / "eval")
+    result = run_cli(
+        capsys, "eval", "--checkpoint", checkpoint, *SHAPES_DATA_FLAGS, "--out", tmp_path / "eval"
+    )
     assert_user_error(result, str(checkpoint), "not a loadable clinfonce checkpoint")
     assert not marker.exists()
