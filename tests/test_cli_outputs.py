@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import math
+
 import pandas as pd
 import pytest
 
@@ -32,6 +35,14 @@ def test_the_extension_names_the_format(table, tmp_path, suffix, read, capsys) -
     assert (
         main(["stats", "--table", str(out), "--cluster-col", "cluster", "--label-col", "label", "--json"])
         == 0
+    )
+    # read back in its format, the file holds the clusters: round is label 0, 4 of the 12 rows, a function of
+    # the label, so I(Z;T) = H(Z) = h(1/3) bits and H(Z|T) = 0, by hand
+    stats = json.loads(capsys.readouterr().out)
+    h = -(1 / 3) * math.log2(1 / 3) - (2 / 3) * math.log2(2 / 3)
+    assert (stats["n"], stats["n_clusters"], stats["n_labels"]) == (12, 2, 3)
+    assert (
+        abs(stats["I_Z_T"] - h) < 1e-9 and abs(stats["H_Z"] - h) < 1e-9 and abs(stats["H_Z_given_T"]) < 1e-9
     )
 
 

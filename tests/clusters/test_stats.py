@@ -68,8 +68,12 @@ def test_against_scikit_learn_mutual_information(seed: int) -> None:
 
 def test_to_dict_has_the_documented_fields() -> None:
     fields = cluster_stats([0, 1, 1], [0, 1, 1]).to_dict()
-    for name in ("n", "n_clusters", "H_Z", "H_T", "H_Z_given_T", "H_T_given_Z", "I_Z_T", "size_percentiles"):
-        assert name in fields
+    # by hand: the clusters are the labels, sizes 1 and 2, so H(Z) = H(T) = I(Z;T) = h(1/3), H(Z|T) = H(T|Z) = 0
+    h = -(1 / 3) * math.log2(1 / 3) - (2 / 3) * math.log2(2 / 3)
+    assert (fields["n"], fields["n_clusters"]) == (3, 2)
+    assert (fields["H_Z"], fields["H_T"], fields["I_Z_T"]) == pytest.approx((h, h, h), abs=1e-12)
+    assert (fields["H_Z_given_T"], fields["H_T_given_Z"]) == pytest.approx((0.0, 0.0), abs=1e-12)
+    assert fields["size_percentiles"]["min"] == 1 and fields["size_percentiles"]["max"] == 2
 
 
 @pytest.mark.parametrize(
