@@ -70,6 +70,24 @@ def test_the_split_is_seeded_and_stratified(tmp_path) -> None:
     assert (counts["test"] == 2).all() and (counts["train"] == 2).all()  # half of each gender's four
 
 
+def test_train_per_class_keeps_a_seeded_sample_and_never_opens_the_rest(tmp_path) -> None:
+    root = write_utkface(tmp_path)
+    options = {"root": str(root), "image_size": 16, "label": "gender", "test_fraction": 0.5}
+    whole = load_dataset("utkface", options)
+    training = whole.table[whole.table["split"] == "train"]
+    left_out = set(training["path"])
+    sample = load_dataset("utkface", {**options, "train_per_class": 1})
+    kept = sample.table[sample.table["split"] == "train"]
+    assert kept.groupby("label").size().tolist() == [1, 1]  # one of each gender's two training images
+    assert set(kept["path"]) <= left_out
+    test_rows = whole.table[whole.table["split"] == "test"]["path"]
+    assert sample.table[sample.table["split"] == "test"]["path"].tolist() == test_rows.tolist()  # whole
+    for path in left_out - set(kept["path"]):  # images the sample leaves out are never opened
+        (root / "images" / path).write_bytes(b"not a jpeg")
+    again = load_dataset("utkface", {**options, "train_per_class": 1})
+    assert again.table["path"].tolist() == sample.table["path"].tolist()  # seeded
+
+
 @pytest.mark.parametrize(
     ("edit", "message"),
     [

@@ -25,7 +25,7 @@ from clinfonce.data.dataset import AuxInfo, ImageDataset, encode_labels
 from clinfonce.data.files import FileImageLoader, check_image_options, screen_files, size_pair
 from clinfonce.data.options import FileOptions, check_fraction, check_stats
 from clinfonce.data.paths import WNID
-from clinfonce.data.splits import DEFAULT_TEST_FRACTION, with_validation
+from clinfonce.data.splits import DEFAULT_TEST_FRACTION, training_sample, with_validation
 from clinfonce.errors import InputError
 
 #: ImageNet statistics, the default normalisation of generic image folders and tables.
@@ -90,6 +90,11 @@ def file_dataset(
     check_image_options(options.channels, options.resize)  # before the slow file screening
     size = size_pair(options.image_size)
     table = table.reset_index(drop=True)
+    if options.train_per_class is not None:  # before the screening: images left out are never opened
+        table, rows = _rows_kept(table, rows, training_sample(
+            table["class"].to_numpy(object), table["path"].to_numpy(str), table["split"].to_numpy(object),
+            options.train_per_class, options.seed,
+        ))  # fmt: skip
     keep, skipped = screen_files(
         root,
         table["path"].tolist(),
@@ -101,8 +106,7 @@ def file_dataset(
         max_pixels=options.max_pixels,
     )
     if not keep.all():
-        table = table.loc[keep].reset_index(drop=True)
-        rows = None if rows is None else [row for row, kept in zip(rows, keep, strict=True) if kept]
+        table, rows = _rows_kept(table, rows, keep)
     if table.empty:
         raise InputError(f"{source or root}: no readable images ({len(skipped)} bad file(s) left out)")
     check_split_leaks(root, table["path"].tolist(), table["split"].tolist(), source, rows)
@@ -128,6 +132,14 @@ def file_dataset(
         root=root,
         skipped=skipped,
     )
+
+
+def _rows_kept(
+    table: pd.DataFrame, rows: Sequence[object] | None, keep
+) -> tuple[pd.DataFrame, list[object] | None]:
+    """The rows of ``table`` (and their names ``rows``) where ``bool [N]`` ``keep`` is set."""
+    kept = table.loc[keep].reset_index(drop=True)
+    return kept, None if rows is None else [row for row, kept_row in zip(rows, keep, strict=True) if kept_row]
 
 
 def check_split_leaks(

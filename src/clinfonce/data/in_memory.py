@@ -3,7 +3,7 @@ resize, statistics.
 
 - Labels are class names sorted (see :func:`~clinfonce.data.dataset.encode_labels`).
 - ``train_per_class`` keeps a seeded sample of that many training images of each class (drawn first, by
-  the rule of :func:`~clinfonce.data.splits.stratified_sample`, with the seed ``seed``); the test split is
+  the rule of :func:`~clinfonce.data.splits.training_sample`, with the seed ``seed``); the test split is
   kept whole.
 - The validation split (``val_fraction``) is drawn from the training rows in row order (the rows have no
   file path to sort by; see :mod:`clinfonce.data.splits` for the rule).
@@ -25,7 +25,7 @@ import torch
 from clinfonce.data.dataset import AuxInfo, ImageDataset, array_loader, encode_labels
 from clinfonce.data.files import size_pair
 from clinfonce.data.options import InMemoryOptions
-from clinfonce.data.splits import stratified_sample, with_validation
+from clinfonce.data.splits import training_sample, with_validation
 
 
 def in_memory_dataset(
@@ -84,11 +84,14 @@ def _sample_training(
     images: np.ndarray, table: pd.DataFrame, class_names: list[str], options: InMemoryOptions
 ) -> tuple[np.ndarray, pd.DataFrame, list[str]]:
     """Keep ``options.train_per_class`` training rows of each class (and every other row)."""
-    training = table["split"].to_numpy() == "train"
-    picked = stratified_sample(
-        class_names, table["path"].to_numpy(), options.train_per_class, options.seed, eligible=training
+    picked = training_sample(
+        class_names,
+        table["path"].to_numpy(),
+        table["split"].to_numpy(),
+        options.train_per_class,
+        options.seed,
     )
-    keep = np.flatnonzero(picked | ~training)
+    keep = np.flatnonzero(picked)
     names = [class_names[i] for i in keep]
     return images[keep], table.iloc[keep].reset_index(drop=True), names
 

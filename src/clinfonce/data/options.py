@@ -63,7 +63,22 @@ def check_stats(mean: list[float], std: list[float]) -> None:
 
 
 @dataclass(kw_only=True)
-class FileOptions:
+class TrainingSample:
+    """The option every source shares to train on a seeded, class-balanced part of its training split
+    (quick studies on a CPU; the rule: :func:`~clinfonce.data.splits.training_sample`)."""
+
+    train_per_class: int | None = field(
+        default=None,
+        metadata={"help": "keep this many training images of each class (a seeded sample); null: all"},
+    )
+
+    def __post_init__(self) -> None:
+        if self.train_per_class is not None:
+            check_positive("train_per_class", self.train_per_class)
+
+
+@dataclass(kw_only=True)
+class FileOptions(TrainingSample):
     """Options every file-backed source shares (a source redeclares ``root`` and ``image_size`` to say
     what its folder is and to give its own default size)."""
 
@@ -92,6 +107,7 @@ class FileOptions:
     seed: int = field(default=0, metadata={"help": "seed of the splits"})
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check_positive("image_size", self.image_size)
         check_choice("channels", self.channels, (1, 3))
         check_choice("resize", self.resize, RESIZE_RULES)
@@ -99,7 +115,7 @@ class FileOptions:
 
 
 @dataclass(kw_only=True)
-class InMemoryOptions:
+class InMemoryOptions(TrainingSample):
     """Options the in-memory sources share (each gives ``root`` its meaning and ``image_size`` the size
     its images are stored at)."""
 
@@ -111,13 +127,8 @@ class InMemoryOptions:
         default=0.0, metadata={"help": "fraction of each class's training images moved to a validation split"}
     )
     seed: int = field(default=0, metadata={"help": "seed of the validation split"})
-    train_per_class: int | None = field(
-        default=None,
-        metadata={"help": "keep this many training images of each class (a seeded sample); null: all"},
-    )
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check_positive("image_size", self.image_size)
         check_fraction("val_fraction", self.val_fraction)
-        if self.train_per_class is not None:
-            check_positive("train_per_class", self.train_per_class)

@@ -80,6 +80,20 @@ def stratified_sample(
     return _pick(strata, keys, seed, eligible, lambda count: min(per_stratum, count))
 
 
+def training_sample(
+    classes: Sequence[object] | np.ndarray,
+    keys: Sequence[str] | np.ndarray,
+    splits: Sequence[str] | np.ndarray,
+    per_class: int,
+    seed: int,
+) -> np.ndarray:
+    """``bool [N]``: the rows to keep for ``train_per_class``: ``per_class`` training rows of each class
+    (:func:`stratified_sample` over the training rows; unlabelled rows are one stratum) and every row of
+    the other splits."""
+    training = np.asarray(splits, dtype=object) == "train"
+    return stratified_sample(classes, keys, per_class, seed, eligible=training) | ~training
+
+
 def _pick(
     strata: Sequence[object] | np.ndarray,
     keys: Sequence[str] | np.ndarray,
