@@ -18,6 +18,7 @@ from clinfonce.losses import ClInfoNCELoss, image_attribute_infonce
 from clinfonce.models import Network
 from clinfonce.training.engine import train
 from clinfonce.training.objectives import AttributePrediction, Batch, Classification, Contrastive
+from tiny_runs import TINY_SHAPES
 
 
 def _reference_image_attribute(image, attributes, attribute_of, t):
@@ -104,7 +105,7 @@ def test_joint_objective_is_clinfonce_plus_infonce_on_a_second_head() -> None:
 
 @pytest.fixture(scope="module")
 def data():
-    return load_dataset("shapes", {"n_train": 192, "n_test": 64, "seed": 2})
+    return load_dataset("shapes", load_config("shapes", TINY_SHAPES).data.options)
 
 
 def test_attribute_targets_are_the_clustered_attributes(data) -> None:
@@ -148,32 +149,28 @@ def test_config_refuses_a_method_without_its_inputs(overrides, message) -> None:
 
 
 @pytest.mark.parametrize("method", ["cluster_ce", "attr_bce", "attr_infonce"])
-def test_each_baseline_trains_and_is_evaluated(tmp_path, data, method) -> None:
-    config = load_config(
-        "shapes",
-        [
-            f"method.name={method}",
-            "clusters.top_k=3",
-            "data.options.n_train=192",
-            "data.options.n_test=64",
-            "data.options.seed=2",
-            "model.width=8",
-            "model.head_dim=16",
-            "optim.batch_size=32",
-            "train.epochs=2",
-            "train.progress_bar=false",
-            f"train.out={tmp_path / method}",
-        ],
-    )
+def test_each_baseline_learns_its_targets(tmp_path, data, method) -> None:
+    overrides = [*TINY_SHAPES, f"method.name={method}", "clusters.top_k=3", "train.epochs=2"]
+    config = load_config("shapes", [*overrides, f"train.out={tmp_path / method}"])
     run = train(config, dataset=data)
     losses = run.training.epoch_loss
-    assert len(losses) == 2 and all(np.isfinite(list(losses.values())))
+    assert list(losses) == [0, 1]
+    # the second epoch's mean loss is below the first: epoch 0 -> 1 measured (an AMD EPYC, train.seed 0 / 1 / 2)
+    # cluster_ce 2.072 -> 2.008, 2.071 -> 1.997, 2.076 -> 2.071; attr_bce 0.706 -> 0.668, 0.704 -> 0.680,
+    # 0.695 -> 0.682; attr_infonce 3.29 -> 3.08, 3.24 -> 3.04, 3.29 -> 3.08. The run is seed 0, whose smallest
+    # drop (0.037) is far above what another CPU's rounding changes in 16 steps
+    assert losses[1] < losses[0], losses
     state = torch.load(run.files.last_checkpoint, weights_only=True)["state_dict"]
     if method == "cluster_ce":  # one output per stage-1 cluster, as clusters.csv has them
         n_clusters = run.clusters.n_clusters
         assert state["objective.classifier.weight"].shape[0] == n_clusters
+        # an untrained classifier is about uniform over the clusters: the first epoch starts near ln K
+        # (measured 2.071-2.076 with K = 8, ln 8 = 2.079); targets outside 0..K-1 would not even run
+        assert abs(losses[0] - math.log(n_clusters)) < 0.05, (losses[0], n_clusters)
     else:  # the targets are the 3 clustered attributes of the training rows
         targets = state["objective.targets"].numpy()
         expected, _ = attribute_targets(config.clusters, data, data.rows("train"))
         np.testing.assert_array_equal(targets[data.rows("train")], expected)
         assert not targets[data.rows("test")].any()
+        if method == "attr_bce":  # untrained: about p = 1/2 for every attribute, ln 2 = 0.693 (0.695-0.706)
+            assert abs(losses[0] - math.log(2)) < 0.05, losses[0]
