@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from sklearn.metrics import mutual_info_score
 
 from clinfonce.clusters import kmeans_clusters
 from clinfonce.config import load_config
@@ -23,7 +24,7 @@ SETTINGS = [*TINY_SHAPES, "clusters.source=kmeans", "clusters.k=12"]
 
 @pytest.fixture(scope="module")
 def data():
-    return load_dataset("shapes", {"n_train": 256, "n_test": 64, "seed": 4})
+    return load_dataset("shapes", load_config("shapes", SETTINGS).data.options)
 
 
 def _config(out, *extra):
@@ -67,6 +68,13 @@ def test_reclusters_on_schedule_with_the_models_own_features(tmp_path, data) -> 
     ].numpy()
     np.testing.assert_array_equal(final[rows], expected)
     assert (final[data.rows("test")] == -1).all()  # only training rows are clustered
+    # the log's row for epoch 3 describes those ids: their count, and their mutual information with the labels
+    # (scikit-learn, in bits)
+    labels = data.table["label"].to_numpy()[rows]
+    last = log.set_index("epoch").loc[3]
+    assert last["n_clusters"] == len(np.unique(expected))
+    # the log rounds to 6 decimals: 5e-7, plus the float64 sums' last bits
+    assert abs(last["I_Z_T"] - mutual_info_score(labels, expected) / np.log(2)) < 5e-7 + 1e-9
 
 
 def test_warm_up_is_infonce_and_ids_survive_a_resume(tmp_path, data) -> None:
