@@ -193,3 +193,7 @@ def test_training_writes_the_config_clusters(data) -> None:
     assert main(["clusters", "--table", str(out), *flags, "--out", str(tmp_path / "c.csv")]) == 0
     assert written["path"].tolist() == train_table["path"].tolist()
     np.testing.assert_array_equal(written["cluster"], pd.read_csv(tmp_path / "c.csv")["cluster"])
+    # and, derived by hand, the training rows grouped by both attributes (furry and color=blue: the only two)
+    assert _same_partition(
+        written["cluster"].to_numpy(), train_table["furry"].astype(str) + train_table["color"]
+    )

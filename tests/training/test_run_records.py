@@ -39,7 +39,7 @@ def test_evaluation_after_training_reads_back_nothing_training_wrote(tmp_path, m
     monkeypatch.setattr(Encoder, "load", refuse)
     monkeypatch.setattr(Run, "read", refuse)
     run = clinfonce.train("shapes", [*TINY, f"train.out={tmp_path / 'run'}"])
-    assert run.metrics is not None and run.metrics["n_test"] == 64
+    assert (run.metrics["n_train"], run.metrics["n_test"]) == (256, 64)  # the images TINY_SHAPES describes
     again = clinfonce.evaluate(run)  # the Run object, as it is
     assert again["linear_top1"] == run.metrics["linear_top1"]
 
