@@ -84,7 +84,7 @@ def load(options: UtkfaceOptions, skip_bad: bool = False) -> ImageDataset:
         {"path": [safe_path(images, real, p, f"{meta_path}: row {i}") for i, p in enumerate(meta["path"])]}
     )
     age = pd.to_numeric(meta["age"], errors="coerce")
-    _check_codes(meta_path, meta["age"], age, lambda v: v >= 0)
+    _check_codes(meta_path, meta["age"], bad=~(age >= 0), expected="a number >= 0")
     table["age"] = age.astype(int)
     table["age_group"] = np.array(AGE_GROUPS)[np.searchsorted(AGE_BOUNDS, table["age"].to_numpy())]
     table["gender"] = _named(meta_path, meta["gender"], GENDERS)
@@ -118,14 +118,13 @@ def _classes(label: str) -> tuple[str, ...]:
 def _named(source, codes: pd.Series, names: tuple[str, ...]) -> pd.Series:
     """Integer codes as names (a missing cell stays missing); :class:`InputError` naming the first bad row."""
     values = pd.to_numeric(codes, errors="coerce")
-    valid = values.isin(range(len(names))) | codes.isna()
-    _check_codes(source, codes, values, lambda _: valid, expected=f"0..{len(names) - 1} or empty")
+    bad = ~(values.isin(range(len(names))) | codes.isna())
+    _check_codes(source, codes, bad=bad, expected=f"0..{len(names) - 1} or empty")
     return pd.Series([None if pd.isna(v) else names[int(v)] for v in values], dtype=object)
 
 
-def _check_codes(source, raw: pd.Series, values: pd.Series, valid, expected: str = "a number >= 0") -> None:
-    """:class:`InputError` naming the first row of ``raw`` whose parsed ``values`` are not ``valid``."""
-    bad = ~valid(values)
+def _check_codes(source, raw: pd.Series, *, bad: pd.Series, expected: str) -> None:
+    """:class:`InputError` naming the first row of ``raw`` where ``bad`` (``bool [N]``) is set."""
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
         raise InputError(
