@@ -192,7 +192,7 @@ def test_low_precision_inputs_reduce_in_float32(dtype: torch.dtype) -> None:
         (
             torch.randn(4, 2, 3),
             {"cluster_ids": torch.arange(4), "pos_mask": torch.eye(4, dtype=torch.bool)},
-            "not both",
+            "not cluster_ids and pos_mask",
         ),
         (torch.randn(4, 2, 3), {"pos_mask": torch.eye(4)}, "bool tensor"),
         (torch.randn(4, 2, 3), {"pos_mask": torch.eye(3, dtype=torch.bool)}, r"shape \[4, 4\]"),

@@ -124,3 +124,38 @@ def _check_equal_sizes(tensor: torch.Tensor) -> None:
             f"gathering needs the same batch size on every rank, got {values}; "
             "use drop_last=True in the data loader"
         )
+
+
+def gather_sparse_rows(matrix: torch.Tensor) -> torch.Tensor:
+    """Stack a sparse COO ``[n, K]`` matrix from every rank into ``[world_size * n, K]``, in rank order (no
+    gradient). Every rank must pass the same ``n`` and ``K``; the number of stored values may differ.
+    Without a process group: ``matrix``."""
+    if not is_distributed():
+        return matrix
+    matrix = matrix.coalesce()
+    rows, columns = matrix.shape
+    indices = _gather_variable_rows(matrix.indices().T.contiguous())  # [nnz_r, 2] per rank
+    values = _gather_variable_rows(matrix.values())
+    for source, part in enumerate(indices):
+        part[:, 0] += source * rows
+    return torch.sparse_coo_tensor(
+        torch.cat(indices).T,
+        torch.cat(values),
+        (world_size() * rows, columns),
+        is_coalesced=True,
+        check_invariants=False,
+    )
+
+
+def _gather_variable_rows(tensor: torch.Tensor) -> list[torch.Tensor]:
+    """Every rank's ``[n_r, *]`` (``n_r`` may differ), in rank order: padded to the largest for the
+    all-gather, then cut back."""
+    size = torch.tensor([tensor.shape[0]], device=tensor.device, dtype=torch.long)
+    sizes = [torch.empty_like(size) for _ in range(world_size())]
+    dist.all_gather(sizes, size)
+    counts = [int(s.item()) for s in sizes]
+    padded = tensor.new_zeros((max(counts), *tensor.shape[1:]))
+    padded[: tensor.shape[0]] = tensor
+    parts = [torch.empty_like(padded) for _ in counts]
+    dist.all_gather(parts, padded)
+    return [part[:count] for part, count in zip(parts, counts, strict=True)]

@@ -15,6 +15,15 @@ The second needs only per-cluster sums of embeddings (O(M·D), no M x M mask). T
 chunked log-sum-exp with a hand-written backward that recomputes each block of logits, so memory grows as
 ``chunk x M`` instead of ``M x M`` and no dense mask is ever built.
 
+Soft positives (``pos_vectors``, e.g. tag vectors) weight every other view b of anchor a by ``w_ab``: 1 for
+the anchor's own sample, else ``<u_i, u_j>`` of the L2-normalised vectors of the two samples::
+
+    l_a = -sum_{b != a} w_ab log softmax_a(b) / sum_{b != a} w_ab
+        = logsumexp_{b != a}(z_a.z_b / t)  -  z_a . (sum_{b != a} w_ab z_b) / (t sum_{b != a} w_ab)
+
+and ``sum_j <u_i, u_j> s_j = u_i (U^T S)`` (``S`` the per-sample sums of views) needs no M x M weights:
+O(M·(D + nnz)) with sparse ``U``. One-hot rows give exactly the cluster loss.
+
 Beware: public libraries use "SupCon" for three different formulas (L_out; L_in, the log of the summed
 positive probability; and a per-pair form with the other positives removed from the denominator). This
 module implements L_out only, as the paper does.
@@ -88,7 +97,11 @@ class ClInfoNCELoss(nn.Module):
         )
 
     def forward(
-        self, features: Tensor, cluster_ids: Tensor | None = None, pos_mask: Tensor | None = None
+        self,
+        features: Tensor,
+        cluster_ids: Tensor | None = None,
+        pos_mask: Tensor | None = None,
+        pos_vectors: Tensor | None = None,
     ) -> Tensor:
         """Compute the loss.
 
@@ -101,26 +114,39 @@ class ClInfoNCELoss(nn.Module):
                 makes sample j a positive of sample i, for positive structures that are not a partition
                 (multi-label). A sample's own other views are always positives, whatever its diagonal says.
                 Exclusive with ``cluster_ids``.
+            pos_vectors: ``[N, K]`` non-negative, dense or torch sparse (COO or CSR), e.g. tag counts or
+                tf-idf weights: soft positives. View b of sample j weighs ``<u_i, u_j>`` as a positive of
+                an anchor of sample i (``u``: the L2-normalised rows; a sample's own other views weigh 1; a
+                zero row has its own views only). With ``gather_distributed`` each rank's rows are gathered
+                (the same K on every rank). One-hot rows are exactly ``cluster_ids``. Exclusive with the
+                other two.
 
         Returns:
             Scalar loss, in the dtype of the computation (float32, or float64 for float64 features).
         """
-        n_local, n_views = _check_inputs(features, cluster_ids, pos_mask, self.gather_distributed)
+        n_local, n_views = _check_inputs(
+            features, cluster_ids, pos_mask, pos_vectors, self.gather_distributed
+        )
         with torch.autocast(device_type=features.device.type, enabled=False):
             z = features if features.dtype == torch.float64 else features.float()
             z = nn.functional.normalize(z, dim=-1).reshape(n_local * n_views, -1)  # [M, D], sample-major
             gather = self.gather_distributed and dist.world_size() > 1
             bank = dist.gather_with_grad(z) if gather else z  # [M_all, D]
             offset = dist.rank() * n_local if gather else 0  # first sample of this rank in the bank
-            positive_sum, positive_count = _positive_sums(
-                z, bank, n_views, offset, cluster_ids, pos_mask, gather
-            )
+            if pos_vectors is not None:
+                positive_sum, positive_count = _soft_positive_sums(
+                    z, bank, n_views, offset, pos_vectors, gather
+                )
+            else:
+                positive_sum, positive_count = _positive_sums(
+                    z, bank, n_views, offset, cluster_ids, pos_mask, gather
+                )
             self_index = torch.arange(z.shape[0], device=z.device) + offset * n_views
             chunk = self.chunk_size or max(1, _BLOCK_ELEMENTS // bank.shape[0])
             lse = _ExcludeSelfLogSumExp.apply(z, bank, self_index, 1.0 / self.temperature, chunk)  # [M]
             positive_logit = (z * positive_sum).sum(dim=1) / self.temperature  # [M]
             has_positive = positive_count > 0
-            per_anchor = lse - positive_logit / positive_count.clamp(min=1)
+            per_anchor = lse - positive_logit / torch.where(has_positive, positive_count, 1)
             n_valid = has_positive.sum()
             self.anchors_without_positive = has_positive.numel() - n_valid
             # Mean over anchors with a positive, without a host sync; a batch where no anchor has one
@@ -132,7 +158,11 @@ class ClInfoNCELoss(nn.Module):
 
 
 def _check_inputs(
-    features: Tensor, cluster_ids: Tensor | None, pos_mask: Tensor | None, gather: bool
+    features: Tensor,
+    cluster_ids: Tensor | None,
+    pos_mask: Tensor | None,
+    pos_vectors: Tensor | None,
+    gather: bool,
 ) -> tuple[int, int]:
     """Validate shapes and dtypes; return (N, V)."""
     if not isinstance(features, Tensor) or features.dim() != 3:
@@ -145,8 +175,17 @@ def _check_inputs(
         raise ValueError(f"features must have N, V, D >= 1, got shape {tuple(features.shape)}")
     if not gather and n * v < 2:
         raise ValueError("the contrast set is empty: a batch needs at least two embeddings (N * V >= 2)")
-    if cluster_ids is not None and pos_mask is not None:
-        raise ValueError("give cluster_ids or pos_mask, not both")
+    given = [
+        name
+        for name, value in (
+            ("cluster_ids", cluster_ids),
+            ("pos_mask", pos_mask),
+            ("pos_vectors", pos_vectors),
+        )
+        if value is not None
+    ]
+    if len(given) > 1:
+        raise ValueError(f"give one of cluster_ids, pos_mask and pos_vectors, not {' and '.join(given)}")
     if cluster_ids is not None:
         if not isinstance(cluster_ids, Tensor) or cluster_ids.shape != (n,):
             shape = (
@@ -161,7 +200,25 @@ def _check_inputs(
         columns = n * dist.world_size() if gather else n
         if pos_mask.shape != (n, columns):
             raise ValueError(f"pos_mask must have shape [{n}, {columns}], got {tuple(pos_mask.shape)}")
+    if pos_vectors is not None:
+        _check_pos_vectors(pos_vectors, n)
     return n, v
+
+
+def _check_pos_vectors(pos_vectors: Tensor, n: int) -> None:
+    """``pos_vectors`` is a real ``[n, K]`` tensor, dense, COO or CSR, with finite non-negative values."""
+    if not isinstance(pos_vectors, Tensor) or pos_vectors.dim() != 2 or pos_vectors.shape[0] != n:
+        shape = tuple(pos_vectors.shape) if isinstance(pos_vectors, Tensor) else type(pos_vectors).__name__
+        raise ValueError(f"pos_vectors must have shape [N, K] = [{n}, K], got {shape}")
+    if pos_vectors.layout not in (torch.strided, torch.sparse_coo, torch.sparse_csr):
+        raise ValueError(f"pos_vectors must be dense, sparse COO or sparse CSR, got {pos_vectors.layout}")
+    if pos_vectors.is_complex():
+        raise ValueError(f"pos_vectors must be real, got {pos_vectors.dtype}")
+    values = pos_vectors.values() if pos_vectors.layout != torch.strided else pos_vectors
+    if values.is_floating_point() and not torch.isfinite(values).all():
+        raise ValueError("pos_vectors must be finite")
+    if (values < 0).any():
+        raise ValueError("pos_vectors must be non-negative (weights such as tag counts or tf-idf)")
 
 
 def _positive_sums(
@@ -210,6 +267,77 @@ def _positive_sums(
     sums = sums.repeat_interleave(n_views, dim=0) - z
     counts = counts.repeat_interleave(n_views, dim=0) - 1
     return sums, counts
+
+
+def _soft_positive_sums(
+    z: Tensor, bank: Tensor, n_views: int, offset: int, pos_vectors: Tensor, gather: bool
+) -> tuple[Tensor, Tensor]:
+    """For each anchor a of sample i, ``sum_{b != a} w_ab z_b`` and ``sum_{b != a} w_ab`` with the soft
+    weights of ``pos_vectors`` (``w_ab = 1`` within sample i, else ``<u_i, u_j>``), without an M x M matrix.
+
+    Args:
+        z: ``[M, D]`` this rank's anchors (sample-major).
+        bank: ``[M_all, D]`` the contrast set.
+        offset: index of this rank's first sample in the bank.
+        pos_vectors: ``[N, K]`` this rank's vectors, dense or sparse, checked.
+
+    Returns:
+        ``([M, D], [M])``, as :func:`_positive_sums` (the weight sums are real, not counts).
+    """
+    n_local = z.shape[0] // n_views
+    sample_sums = bank.reshape(bank.shape[0] // n_views, n_views, -1).sum(dim=1)  # [N_all, D]
+    u = _normalised_rows(pos_vectors.to(z.device), z.dtype)  # [N, K]
+    u_all = (dist.gather_sparse_rows(u) if u.is_sparse else dist.gather_no_grad(u)) if gather else u
+    own = sample_sums[offset : offset + n_local]  # [N, D]
+    # u_i . u_i is 1, or 0 for a zero row; computed, not assumed, so that taking sample i out of the sums
+    # over all samples removes exactly what the products put in.
+    self_weight = _row_dot(u)  # [N]
+    # One product for the weighted sums and the weight totals: [N_all, D + 1] with a column of ones.
+    summed = _matmul(
+        u, _matmul(_transpose(u_all), torch.cat([sample_sums, own.new_ones(len(sample_sums), 1)], 1))
+    )
+    weighted, total_weight = summed[:, :-1], summed[:, -1]  # [N, D]: sum_j <u_i, u_j> s_j; [N]
+    sums = weighted + (1 - self_weight)[:, None] * own
+    # Weights of the other samples: >= 0 exactly, but the subtraction leaves rounding where it should be 0
+    # (a sample that shares nothing); below a few ulps of the total it is 0, so such an anchor with one
+    # view has no positive and is left out, as for cluster ids.
+    others = total_weight - self_weight
+    others = torch.where(others > 16 * torch.finfo(z.dtype).eps * total_weight, others, 0.0)
+    weights = (others + 1) * n_views  # [N]
+    sums = sums.repeat_interleave(n_views, dim=0) - z
+    return sums, weights.repeat_interleave(n_views, dim=0) - 1
+
+
+def _normalised_rows(matrix: Tensor, dtype: torch.dtype) -> Tensor:
+    """``matrix`` ``[N, K]`` in ``dtype`` with L2-normalised rows (zero rows stay zero); sparse input gives
+    coalesced COO."""
+    if matrix.layout == torch.strided:
+        return nn.functional.normalize(matrix.to(dtype), dim=1)
+    coo = matrix.to_sparse_coo().coalesce()
+    values = coo.values().to(dtype)
+    rows = coo.indices()[0]
+    norms = torch.zeros(coo.shape[0], dtype=dtype, device=values.device).index_add_(0, rows, values * values)
+    values = values / norms.sqrt().clamp(min=1e-12)[rows]  # the floor of nn.functional.normalize
+    return torch.sparse_coo_tensor(
+        coo.indices(), values, coo.shape, is_coalesced=True, check_invariants=False
+    )
+
+
+def _row_dot(u: Tensor) -> Tensor:
+    """``[N]``: the squared norm of each row of ``u`` (dense or COO)."""
+    if not u.is_sparse:
+        return (u * u).sum(dim=1)
+    values = u.values()
+    return values.new_zeros(u.shape[0]).index_add_(0, u.indices()[0], values * values)
+
+
+def _transpose(u: Tensor) -> Tensor:
+    return u.t() if not u.is_sparse else u.t().coalesce()
+
+
+def _matmul(a: Tensor, b: Tensor) -> Tensor:
+    """``a @ b`` for a dense or sparse COO ``a`` and a dense ``b`` (autograd flows into ``b``)."""
+    return torch.sparse.mm(a, b) if a.is_sparse else a @ b
 
 
 class _ExcludeSelfLogSumExp(torch.autograd.Function):
