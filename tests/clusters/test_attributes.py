@@ -143,7 +143,7 @@ def test_tags_from_strings_and_lists() -> None:
     )
     attributes = binarize(table, tags=["tags"])
     assert attributes.names == ("tags:#beach", "tags:#city", "tags:#sunset")
-    assert attributes.values.astype(int).tolist() == [
+    assert attributes.columns(np.arange(3)).astype(int).tolist() == [
         [1, 0, 1], [1, 1, 0], [0, 1, 0], [0, 0, 0], [0, 0, 0], [1, 0, 1],
     ]  # fmt: skip
     result = attribute_clusters(table, tags=["tags"], k=3)

@@ -14,7 +14,9 @@ The recipe of the paper (UT-Zappos50K, CUB-200-2011, Wider Attribute):
      asks for that many quantile bins, a list gives the bin edges; the bins are then categorical values
      as above (two bins: one attribute);
    - a *tag* column (a list of tags per row, or a delimited string such as ``"#beach #sunset"``) gives one
-     attribute per distinct tag (``"name:tag"``), optionally only the ``top_tags`` most frequent ones.
+     attribute per distinct tag (``"name:tag"``), optionally only the ``top_tags`` most frequent ones and
+     those held by at least ``min_tag_count`` rows (:mod:`clinfonce.clusters.tags`: parsed once into a
+     sparse matrix, so a vocabulary of 10^5 tags over millions of rows stays small).
 2. Attributes are ranked by the entropy of their 0/1 distribution (in bits), highest first; ties keep the
    order of step 1 (columns in the order given), so the ranking is deterministic. A one-hot attribute of a
    categorical column is ranked on its own, like any binary attribute: ``color=red`` (is it red or not)
@@ -36,19 +38,21 @@ is recorded in the provenance as ``n_missing_rows``. Rows with an empty tag list
 from __future__ import annotations
 
 import itertools
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from clinfonce.clusters.assignment import ClusterAssignment
+from clinfonce.clusters.tags import parse_tags
 from clinfonce.errors import InputError
 
 #: A categorical column with more distinct values than this is almost surely an identifier or free text.
 MAX_CATEGORIES = 1000
-_DEFAULT_TAG_SPLIT = re.compile(r"[\s,;|]+")
+#: Options of :func:`binarize` that matter only with tag columns (left out of a provenance without them).
+_TAG_OPTIONS = ("top_tags", "tag_separator", "min_tag_count")
 
 
 class TopKError(InputError):
@@ -67,7 +71,8 @@ class BinaryAttributes:
     so it is kept per column, and only for columns that have a missing value.
 
     Attributes:
-        values: ``bool [N, A]``; False where the source value is missing.
+        values: ``bool [N, A]``; False where the source value is missing. A numpy array, or with tag
+            columns a ``scipy.sparse.csc_array`` (read it through :meth:`columns` and :meth:`ones`).
         names: ``[A]`` attribute names (``"col"``, ``"col=value"``, ``"col:tag"``).
         sources: ``[A]`` the table column each attribute came from.
         missing_rows: source column -> ``bool [N]`` rows where it is missing (columns with none are absent).
@@ -75,7 +80,7 @@ class BinaryAttributes:
             (``col:tag``); empty means every attribute is ``"binary"``. Only the cluster keys use it.
     """
 
-    values: np.ndarray
+    values: np.ndarray | sp.csc_array
     names: tuple[str, ...]
     sources: tuple[str, ...]
     missing_rows: Mapping[str, np.ndarray]
@@ -92,10 +97,22 @@ class BinaryAttributes:
             return f"no {name}", name
         return f"not {name}", name
 
+    def columns(self, indices: np.ndarray) -> np.ndarray:
+        """``bool [N, len(indices)]``, dense: the given attributes."""
+        if isinstance(self.values, np.ndarray):
+            return self.values[:, indices]
+        return self.values[:, np.asarray(indices)].toarray().astype(bool, copy=False)
+
+    def ones(self) -> np.ndarray:
+        """``int64 [A]``: rows where each attribute is 1."""
+        if isinstance(self.values, np.ndarray):
+            return np.count_nonzero(self.values, axis=0).astype(np.int64)
+        return np.diff(self.values.indptr).astype(np.int64)  # no stored zeros: stored values per column
+
     def signed(self, indices: np.ndarray) -> np.ndarray:
         """``int8 [N, len(indices)]``: the given attributes as +1 (1), -1 (0) or 0 (missing), the targets of
         the attribute-prediction baselines."""
-        out = np.where(self.values[:, indices], 1, -1).astype(np.int8)
+        out = np.where(self.columns(indices), 1, -1).astype(np.int8)
         for j, i in enumerate(indices):
             missing = self.missing_rows.get(self.sources[i])
             if missing is not None:
@@ -109,13 +126,12 @@ class BinaryAttributes:
 
     def positive_rate(self) -> np.ndarray:
         """``float64 [A]``: fraction of non-missing rows where each attribute is 1."""
-        present = len(self.values) - self.missing_count()
-        ones = np.count_nonzero(self.values, axis=0)
-        return np.divide(ones, present, out=np.zeros(len(self.names)), where=present > 0)
+        present = self.values.shape[0] - self.missing_count()
+        return np.divide(self.ones(), present, out=np.zeros(len(self.names)), where=present > 0)
 
     def any_missing(self, attributes: np.ndarray) -> np.ndarray:
         """``bool [N]``: rows missing any of the given attribute indices."""
-        rows = np.zeros(len(self.values), dtype=bool)
+        rows = np.zeros(self.values.shape[0], dtype=bool)
         for source in {self.sources[i] for i in attributes}:
             if source in self.missing_rows:
                 rows |= self.missing_rows[source]
@@ -164,6 +180,7 @@ def binarize(
     bins: Mapping[str, int | Sequence[float]] | None = None,
     top_tags: int | None = None,
     tag_separator: str | None = None,
+    min_tag_count: int = 1,
 ) -> BinaryAttributes:
     """Turn attribute and tag columns of ``table`` into binary attributes (rules in the module docstring).
 
@@ -174,6 +191,7 @@ def binarize(
         bins: per numeric column, a number of quantile bins or a list of bin edges.
         top_tags: keep only this many most frequent tags per tag column (ties broken by tag text).
         tag_separator: delimiter of string tag cells; ``None`` splits on whitespace, commas, semicolons, bars.
+        min_tag_count: keep only tags held by at least this many rows.
 
     Raises:
         InputError: unknown column, a column given twice, a numeric non-0/1 column without bins, too many
@@ -192,14 +210,10 @@ def binarize(
     sources: list[str] = []
     kinds: list[str] = []
     missing_rows: dict[str, np.ndarray] = {}
-    for name in [*columns, *tags]:
+    for name in columns:
         column = table[name]
         missing = column.isna().to_numpy() if name not in binary or binary[name] else None
-        if name in tags:
-            values, attribute_names = _binarize_tags(column, name, top_tags, tag_separator)
-            missing = np.array([_is_missing_cell(cell) for cell in column], dtype=bool)
-            kind = "tag"
-        elif name in binary:
+        if name in binary:
             values, attribute_names, kind = None, [name], "binary"
         else:
             values, attribute_names = _binarize_categories(column, name, bins.get(name))
@@ -210,19 +224,17 @@ def binarize(
         names.extend(attribute_names)
         sources.extend([name] * len(attribute_names))
         kinds.extend([kind] * len(attribute_names))
-    widths = [1 if block is None else block.shape[1] for block in blocks]
-    starts = np.cumsum([0, *widths[:-1]])
-    plain = [i for i, block in enumerate(blocks) if block is None]
-    plain_names = [[*columns, *tags][i] for i in plain]
-    if len(plain) == len(names):  # the common large case: every column is already binary
-        matrix = _ones(table, plain_names)
-    else:
-        matrix = np.empty((len(table), len(names)), dtype=bool)
-        if plain:
-            matrix[:, starts[plain]] = _ones(table, plain_names)
-        for start, width, block in zip(starts, widths, blocks, strict=True):
-            if block is not None:
-                matrix[:, start : start + width] = block
+    matrix = _attribute_matrix(table, columns, blocks, len(names))
+    if tags:
+        tagged = parse_tags(
+            table, tags, separator=tag_separator, top_tags=top_tags, min_tag_count=min_tag_count
+        )
+        missing_rows.update(tagged.missing_rows)
+        names.extend(tagged.names)
+        sources.extend(tagged.sources)
+        kinds.extend(["tag"] * len(tagged.names))
+        tag_columns = tagged.matrix.astype(bool).tocsc()
+        matrix = sp.csc_array(sp.hstack([sp.csc_array(matrix), tag_columns], format="csc"))
     return BinaryAttributes(
         values=matrix,
         names=tuple(names),
@@ -230,6 +242,25 @@ def binarize(
         missing_rows=missing_rows,
         kinds=tuple(kinds),
     )
+
+
+def _attribute_matrix(
+    table: pd.DataFrame, columns: Sequence[str], blocks: Sequence[np.ndarray | None], width: int
+) -> np.ndarray:
+    """``bool [N, width]``: the attribute columns' blocks side by side (None: a column already binary)."""
+    widths = [1 if block is None else block.shape[1] for block in blocks]
+    starts = np.cumsum([0, *widths])[:-1]
+    plain = [i for i, block in enumerate(blocks) if block is None]
+    plain_names = [columns[i] for i in plain]
+    if plain and len(plain) == width:  # the common large case: every column is already binary
+        return _ones(table, plain_names)
+    matrix = np.empty((len(table), width), dtype=bool)
+    if plain:
+        matrix[:, starts[plain]] = _ones(table, plain_names)
+    for start, block_width, block in zip(starts, widths, blocks, strict=True):
+        if block is not None:
+            matrix[:, start : start + block_width] = block
+    return matrix
 
 
 def rank_attributes(
@@ -289,7 +320,7 @@ def attribute_clusters(
         )
     top = ranking.order[:k]
     incomplete = attributes.any_missing(top)
-    selected = attributes.values[:, top]  # [N, k]
+    selected = attributes.columns(top)  # [N, k]
     packed = np.packbits(
         selected[~incomplete] if incomplete.any() else selected, axis=1
     )  # [N_regular, ceil(k/8)]
@@ -306,7 +337,11 @@ def attribute_clusters(
         "ranking": "entropy of the 0/1 distribution, highest first; ties keep column order",
         "missing_policy": "a row missing any of the top-k attributes is its own singleton cluster",
         "n_missing_rows": int(incomplete.sum()),
-        **{key: value for key, value in binarize_options.items() if value is not None},
+        **{
+            key: value
+            for key, value in binarize_options.items()
+            if value is not None and (key not in _TAG_OPTIONS or binarize_options.get("tags"))
+        },
     }
     return ClusterAssignment.from_inverse(inverse, keys, provenance, singleton_rows=incomplete)
 
@@ -450,51 +485,6 @@ def _bin(column: pd.Series, name: str, binning: int | Sequence[float]) -> pd.Ser
                 f"(first at row {row}: {column.iloc[row]} outside {edges})"
             )
     return binned.astype(str).where(column.notna())
-
-
-def _binarize_tags(
-    column: pd.Series, name: str, top_tags: int | None, separator: str | None
-) -> tuple[np.ndarray, list[str]]:
-    if top_tags is not None and top_tags < 1:
-        raise InputError(f"top_tags must be >= 1, got {top_tags}")
-    missing = np.array([_is_missing_cell(cell) for cell in column], dtype=bool)
-    rows = [() if gone else _parse_tags(cell, separator) for cell, gone in zip(column, missing, strict=True)]
-    lengths = np.fromiter((len(tags) for tags in rows), dtype=np.int64, count=len(rows))
-    flat = np.array([tag for tags in rows for tag in tags], dtype=object)
-    if flat.size == 0:
-        raise InputError(f"tag column {name!r} holds no tags")
-    vocabulary, codes, counts = np.unique(flat.astype(str), return_inverse=True, return_counts=True)
-    keep = np.lexsort((vocabulary, -counts))  # most frequent first, ties by tag text
-    if top_tags is not None:
-        keep = keep[:top_tags]
-    keep = np.sort(keep)  # report kept tags in text order; ranking happens later, by entropy
-    position = np.full(len(vocabulary), -1)
-    position[keep] = np.arange(len(keep))
-    row_of_tag = np.repeat(np.arange(len(rows)), lengths)
-    kept = position[codes] >= 0
-    values = np.zeros((len(rows), len(keep)), dtype=bool)
-    values[row_of_tag[kept], position[codes][kept]] = True
-    return values, [f"{name}:{tag}" for tag in vocabulary[keep]]
-
-
-def _is_missing_cell(cell: object) -> bool:
-    if cell is None:
-        return True
-    if isinstance(cell, float):
-        return bool(np.isnan(cell))
-    return cell is pd.NA
-
-
-def _parse_tags(cell: object, separator: str | None) -> tuple[str, ...]:
-    if isinstance(cell, str):
-        parts = _DEFAULT_TAG_SPLIT.split(cell) if separator is None else cell.split(separator)
-    elif isinstance(cell, (list, tuple, set, frozenset, np.ndarray)):
-        parts = [str(tag) for tag in cell]
-    else:
-        raise InputError(
-            f"a tag cell must be a string or a list of tags, got {type(cell).__name__}: {cell!r}"
-        )
-    return tuple(dict.fromkeys(part.strip() for part in parts if part.strip()))
 
 
 def _binary_entropy(p: np.ndarray) -> np.ndarray:

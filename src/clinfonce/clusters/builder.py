@@ -135,6 +135,7 @@ def attribute_targets(
             bins=spec.bins or None,
             top_tags=spec.top_tags,
             tag_separator=spec.tag_separator,
+            min_tag_count=spec.min_tag_count,
         )
         ranking = rank_attributes(attributes)
         if spec.top_k > len(ranking.names):
@@ -176,6 +177,7 @@ def _attributes(spec: ClusterSpec, table: pd.DataFrame, aux: AuxInfo | None, nam
             bins=spec.bins or None,
             top_tags=spec.top_tags,
             tag_separator=spec.tag_separator,
+            min_tag_count=spec.min_tag_count,
         )
 
 

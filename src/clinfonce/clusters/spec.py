@@ -26,7 +26,7 @@ class ClusterSpec:
     """Stage 1 as settings. Which fields matter depends on ``source``:
 
     - ``attributes``: ``attributes`` and ``tags`` (both unset: the dataset's own; naming either uses exactly
-      what is named), ``top_k``, ``top_tags``, ``tag_separator``, ``bins``;
+      what is named), ``top_k``, ``top_tags``, ``min_tag_count``, ``tag_separator``, ``bins``;
     - ``hierarchy``: ``hierarchy`` (unset: the dataset's own; ``wordnet``; or a ``child,parent`` CSV),
       ``level``, ``path_rule``, ``wordnet_dir``;
     - ``labels``: the downstream labels themselves (Cl-InfoNCE is then SupCon);
@@ -56,6 +56,9 @@ class ClusterSpec:
     top_tags: int | None = field(default=None, metadata={"help": "keep the most frequent tags per column"})
     tag_separator: str | None = field(
         default=None, metadata={"help": "tag delimiter (default: whitespace, comma, semicolon, bar)"}
+    )
+    min_tag_count: int = field(
+        default=1, metadata={"help": "keep only tags held by at least this many images"}
     )
     bins: dict[str, Any] = field(
         default_factory=dict,
@@ -125,6 +128,7 @@ class ClusterSpec:
             (self.source in SOURCES, "source", f"one of {', '.join(SOURCES)}"),
             (self.top_k >= 1, "top_k", ">= 1"),
             (self.top_tags is None or self.top_tags >= 1, "top_tags", ">= 1"),
+            (self.min_tag_count >= 1, "min_tag_count", ">= 1"),
             (self.level >= 0, "level", ">= 0"),
             (self.path_rule in PATH_RULES, "path_rule", " or ".join(PATH_RULES)),
             (self.k >= 1, "k", ">= 1"),
