@@ -25,6 +25,11 @@ _EXPORTS = {
     "cluster": "clinfonce.clusters.clustering",
     "clusters_from_file": "clinfonce.clusters.builder",
     "read_parents": "clinfonce.clusters.builder",
+    "tag_vectors": "clinfonce.clusters.builder",
+    "tag_vectors_for_dataset": "clinfonce.clusters.builder",
+    "TagMatrix": "clinfonce.clusters.tags",
+    "parse_tags": "clinfonce.clusters.tags",
+    "tag_kmeans_clusters": "clinfonce.clusters.tag_kmeans",
     "hierarchy_clusters": "clinfonce.clusters.hierarchy",
     "root_paths": "clinfonce.clusters.hierarchy",
     "KMeansResult": "clinfonce.clusters.kmeans",
@@ -46,6 +51,7 @@ __all__ = [  # the names of _EXPORTS (a test checks), written out for static too
     "ClusterStats",
     "Clustering",
     "KMeansResult",
+    "TagMatrix",
     "WordNet",
     "attribute_clusters",
     "attribute_targets",
@@ -60,9 +66,13 @@ __all__ = [  # the names of _EXPORTS (a test checks), written out for static too
     "hierarchy_clusters",
     "kmeans_clusters",
     "labelled_cluster_stats",
+    "parse_tags",
     "rank_attributes",
     "read_parents",
     "root_paths",
+    "tag_kmeans_clusters",
+    "tag_vectors",
+    "tag_vectors_for_dataset",
 ]
 
 if TYPE_CHECKING:
@@ -80,6 +90,8 @@ if TYPE_CHECKING:
         build_for_dataset,
         clusters_from_file,
         read_parents,
+        tag_vectors,
+        tag_vectors_for_dataset,
     )
     from clinfonce.clusters.clustering import Clustering, cluster
     from clinfonce.clusters.hierarchy import hierarchy_clusters, root_paths
@@ -91,6 +103,8 @@ if TYPE_CHECKING:
         clustering_warnings,
         labelled_cluster_stats,
     )
+    from clinfonce.clusters.tag_kmeans import tag_kmeans_clusters
+    from clinfonce.clusters.tags import TagMatrix, parse_tags
     from clinfonce.clusters.wordnet import WordNet
 
 

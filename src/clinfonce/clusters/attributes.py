@@ -46,7 +46,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from clinfonce.clusters.assignment import ClusterAssignment
-from clinfonce.clusters.tags import parse_tags
+from clinfonce.clusters.tags import TagMatrix, parse_tags
 from clinfonce.errors import InputError
 
 #: A categorical column with more distinct values than this is almost surely an identifier or free text.
@@ -118,6 +118,14 @@ class BinaryAttributes:
             if missing is not None:
                 out[missing, j] = 0
         return out
+
+    def tag_matrix(self) -> TagMatrix:
+        """Every attribute as a tag of a :class:`TagMatrix` (``float32`` 0/1, sparse), for tag vectors."""
+        matrix = sp.csr_array(self.values, dtype=np.float32)
+        matrix.eliminate_zeros()
+        return TagMatrix(
+            matrix=matrix, names=self.names, sources=self.sources, missing_rows=dict(self.missing_rows)
+        )
 
     def missing_count(self) -> np.ndarray:
         """``int64 [A]``: rows where each attribute is missing."""

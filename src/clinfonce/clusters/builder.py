@@ -20,6 +20,8 @@ from clinfonce.clusters.attributes import TopKError, attribute_clusters, binariz
 from clinfonce.clusters.hierarchy import Parents, hierarchy_clusters
 from clinfonce.clusters.kmeans import kmeans_clusters
 from clinfonce.clusters.spec import ClusterSpec
+from clinfonce.clusters.tag_kmeans import tag_kmeans_clusters
+from clinfonce.clusters.tags import TagMatrix
 from clinfonce.clusters.wordnet import WordNet
 from clinfonce.data.dataset import AuxInfo, ImageDataset
 from clinfonce.data.tables import read_table, require_columns
@@ -54,6 +56,16 @@ def build(
         return None
     if source == "attributes":
         return _attributes(spec, table, aux, name)
+    if source == "tag_kmeans":
+        return tag_kmeans_clusters(
+            tag_vectors(spec, table, aux, name),
+            spec.k,
+            dims=spec.tag_dims,
+            weighting=spec.tag_weighting,
+            seed=spec.seed,
+            nredo=spec.restarts,
+            max_points_per_centroid=spec.points_per_centroid,
+        )
     if source == "hierarchy":
         return _hierarchy(spec, _require_classes(classes, table, name, source), aux, name)
     if source == "labels":
@@ -82,6 +94,36 @@ def build_for_dataset(
     return build(
         spec, table, dataset.aux, classes=classes, features=features, name=f"dataset {dataset.name!r}"
     )
+
+
+def tag_vectors(
+    spec: ClusterSpec, table: pd.DataFrame, aux: AuxInfo | None = None, name: str = "the data"
+) -> TagMatrix:
+    """The 0/1 image x tag matrix of the tag and attribute columns ``spec`` names (or the data's own): the
+    binary attributes the attribute clusters of the same settings combine, all of them, sparse.
+
+    Args:
+        spec: ``tags``, ``attributes``, ``top_tags``, ``min_tag_count``, ``tag_separator``, ``bins``.
+        table: ``[N]`` rows with those columns.
+        aux: the data's own auxiliary columns, used when ``spec`` names none.
+        name: what the data is called in messages.
+    """
+    columns, tags = _attribute_columns(spec, aux, name)
+    return binarize(
+        table,
+        columns,
+        tags=tags,
+        bins=spec.bins or None,
+        top_tags=spec.top_tags,
+        tag_separator=spec.tag_separator,
+        min_tag_count=spec.min_tag_count,
+    ).tag_matrix()
+
+
+def tag_vectors_for_dataset(spec: ClusterSpec, dataset: ImageDataset, rows: np.ndarray) -> TagMatrix:
+    """:func:`tag_vectors` of the given table rows of a dataset, in that order."""
+    table = dataset.table.iloc[np.asarray(rows)].reset_index(drop=True)
+    return tag_vectors(spec, table, dataset.aux, f"dataset {dataset.name!r}")
 
 
 def read_parents(path: str | os.PathLike) -> dict[str, list[str]]:
@@ -236,4 +278,12 @@ def _require_classes(
     return classes
 
 
-__all__ = ["attribute_targets", "build", "build_for_dataset", "clusters_from_file", "read_parents"]
+__all__ = [
+    "attribute_targets",
+    "build",
+    "build_for_dataset",
+    "clusters_from_file",
+    "read_parents",
+    "tag_vectors",
+    "tag_vectors_for_dataset",
+]

@@ -14,11 +14,13 @@ from typing import Any
 from clinfonce.errors import InputError
 
 #: Where the cluster ids come from.
-SOURCES = ("attributes", "hierarchy", "labels", "file", "kmeans", "none")
+SOURCES = ("attributes", "hierarchy", "labels", "file", "kmeans", "tag_kmeans", "none")
 PATH_RULES = ("first", "shortest")
 #: What K-means clusters during training: a separate pass over the training split, or the projections the
 #: training steps of the previous epoch already computed (as DeepCluster-v2 does).
 RECLUSTER_FEATURES = ("pass", "training")
+#: How tags weigh in tag vectors (:meth:`clinfonce.clusters.tags.TagMatrix.weighted`).
+TAG_WEIGHTINGS = ("binary", "tfidf")
 
 
 @dataclass
@@ -31,6 +33,9 @@ class ClusterSpec:
       ``level``, ``path_rule``, ``wordnet_dir``;
     - ``labels``: the downstream labels themselves (Cl-InfoNCE is then SupCon);
     - ``file``: ``file``, a clusters CSV written by ``clinfonce clusters`` (matched by ``path``);
+    - ``tag_kmeans``: spherical K-means over the images' tag vectors (the columns ``tags`` and
+      ``attributes`` name, as for ``attributes``; ``tag_weighting``, reduced to ``tag_dims`` by a
+      truncated SVD): ``k``, ``seed``, ``restarts``, ``points_per_centroid``;
     - ``kmeans``: ``k``, ``spherical``, ``seed``, ``restarts``, ``points_per_centroid`` and ``features`` (an ``.npy`` of ``[N, D]`` features); in
       training without ``features``, the model's own (the paper's Algorithm 1): InfoNCE for
       ``warmup_epochs``, then K-means on the training set's L2-normalised head outputs every ``every`` epochs
@@ -60,6 +65,16 @@ class ClusterSpec:
     min_tag_count: int = field(
         default=1, metadata={"help": "keep only tags held by at least this many images"}
     )
+    tag_weighting: str = field(
+        default="tfidf",
+        metadata={
+            "help": "tag vectors (tag_kmeans, soft positives): binary, or tfidf (rare tags weigh more)",
+            "choices": TAG_WEIGHTINGS,
+        },
+    )
+    tag_dims: int = field(
+        default=256, metadata={"help": "tag_kmeans: dimensions the tag vectors are reduced to"}
+    )
     bins: dict[str, Any] = field(
         default_factory=dict,
         metadata={"help": "numeric column -> number of quantile bins or a list of bin edges"},
@@ -77,7 +92,7 @@ class ClusterSpec:
         default=None, metadata={"help": "WordNet 3.0 database directory (default /usr/share/wordnet)"}
     )
     file: str | None = field(default=None, metadata={"help": "a clusters CSV from `clinfonce clusters`"})
-    k: int = field(default=100, metadata={"help": "number of K-means clusters"})
+    k: int = field(default=100, metadata={"help": "number of K-means clusters (kmeans, tag_kmeans)"})
     spherical: bool = field(default=True, metadata={"help": "K-means on L2-normalised features (cosine)"})
     seed: int = field(default=0, metadata={"help": "K-means seed"})
     restarts: int = field(
@@ -129,6 +144,8 @@ class ClusterSpec:
             (self.top_k >= 1, "top_k", ">= 1"),
             (self.top_tags is None or self.top_tags >= 1, "top_tags", ">= 1"),
             (self.min_tag_count >= 1, "min_tag_count", ">= 1"),
+            (self.tag_weighting in TAG_WEIGHTINGS, "tag_weighting", " or ".join(TAG_WEIGHTINGS)),
+            (self.tag_dims >= 1, "tag_dims", ">= 1"),
             (self.level >= 0, "level", ">= 0"),
             (self.path_rule in PATH_RULES, "path_rule", " or ".join(PATH_RULES)),
             (self.k >= 1, "k", ">= 1"),

@@ -25,10 +25,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from clinfonce.clusters.spec import TAG_WEIGHTINGS
 from clinfonce.errors import InputError
 
-#: The weightings of tag vectors.
-TAG_WEIGHTINGS = ("binary", "tfidf")
 _DEFAULT_SEPARATORS = ",;|"  # with whitespace: what splits a tag string when no separator is given
 _ROW_MARK = (
     "\x01"  # joins the cells of a column into one string: not whitespace, not NUL (which numpy strips)
@@ -222,4 +221,4 @@ def _list_tokens(rows: np.ndarray, cells: np.ndarray, name: str) -> tuple[np.nda
     return np.repeat(rows, lengths), np.array(tokens, dtype=object)
 
 
-__all__ = ["TAG_WEIGHTINGS", "TagMatrix", "parse_tags"]
+__all__ = ["TagMatrix", "parse_tags"]

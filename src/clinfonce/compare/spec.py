@@ -218,7 +218,7 @@ def plan(spec: CompareSpec, extra_overrides: Sequence[str] = ()) -> list[Planned
 
 def describe_clusters(spec: ClusterSpec) -> str:
     """A short name of a clustering's main setting: ``top_k=3``, ``level=1``, ``k=100``, ``labels``, ..."""
-    main = {"attributes": "top_k", "hierarchy": "level", "kmeans": "k"}.get(spec.source)
+    main = {"attributes": "top_k", "hierarchy": "level", "kmeans": "k", "tag_kmeans": "k"}.get(spec.source)
     if main is not None:
         return f"{main}={getattr(spec, main)}"
     if spec.source == "file":
