@@ -37,6 +37,8 @@ OPTIMIZERS = ("sgd", "adamw")
 PRECISIONS = ("auto", "32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "64-true")
 #: how optim.lr follows the global batch (optim.batch_size x processes)
 LR_SCALINGS = ("none", "linear", "sqrt")
+#: Where the contrastive positives of clinfonce come from (method.positives).
+POSITIVES = ("clusters", "tags")
 
 
 @dataclass
@@ -153,6 +155,9 @@ class MethodConfig:
     #: clinfonce only: add InfoNCE (every image its own cluster) on a second projection head, weighted 1:1
     #: with Cl-InfoNCE on the first (the authors' K-means variant on ImageNet-100)
     joint_infonce: bool = False
+    #: clinfonce only: clusters (positives: the images of one stage-1 cluster) | tags (soft positives: every
+    #: pair of images weighted by the cosine of their tag vectors, those of clusters.tags / attributes)
+    positives: str = "clusters"
 
     @property
     def n_views(self) -> int:
@@ -398,6 +403,18 @@ def _check_method_inputs(config: Config) -> None:
     if config.method.joint_infonce and not method.joint_infonce:
         allowed = ", ".join(m.name for m in METHODS.values() if m.joint_infonce)
         raise InputError(f"config: method.joint_infonce is for method {allowed}, not {name}")
+    positives = config.method.positives
+    if positives not in POSITIVES:
+        raise InputError(f"config: method.positives must be {' or '.join(POSITIVES)}, got {positives!r}")
+    if positives == "tags":
+        if not method.soft_positives:
+            allowed = ", ".join(m.name for m in METHODS.values() if m.soft_positives)
+            raise InputError(f"config: method.positives=tags is for method {allowed}, not {name}")
+        if source != "attributes":
+            raise InputError(
+                "config: method.positives=tags takes its tags from clusters.tags / clusters.attributes "
+                f"(clusters.source=attributes), got clusters.source={source}"
+            )
 
 
 def hyperparameters(config: Config) -> dict[str, Any]:

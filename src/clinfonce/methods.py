@@ -42,6 +42,8 @@ class Method:
         fixed_clusters: needs cluster ids that stay the same during training (a classifier over them), so
             K-means re-clustering during training is refused.
         joint_infonce: may add InfoNCE on a second projection head (``method.joint_infonce``).
+        soft_positives: may take soft positives from tag vectors instead of clusters
+            (``method.positives: tags``).
         trains: trains at all (else the starting weights are evaluated as they are, in no time).
     """
 
@@ -52,6 +54,7 @@ class Method:
     color: str
     fixed_clusters: bool = False
     joint_infonce: bool = False
+    soft_positives: bool = False
     trains: bool = True
 
     @property
@@ -64,7 +67,13 @@ METHODS: dict[str, Method] = {
     method.name: method
     for method in (
         Method(
-            "clinfonce", "clusters", True, "Cl-InfoNCE on the stage-1 clusters", "#2b7bba", joint_infonce=True
+            "clinfonce",
+            "clusters",
+            True,
+            "Cl-InfoNCE on the stage-1 clusters",
+            "#2b7bba",
+            joint_infonce=True,
+            soft_positives=True,
         ),
         Method("simclr", "nothing", True, "InfoNCE, every image its own cluster (no supervision)", "#8c8c8c"),
         Method(

@@ -4,7 +4,8 @@ A run directory holds everything needed to understand and repeat a run::
 
     config.yaml              the resolved configuration (written once; read back as a Config)
     environment.json         seed, command, versions, machine (environment.resumed.json after a resume)
-    clusters.csv/.json       the stage-1 cluster of every training image and its provenance
+    clusters.csv/.json       the stage-1 cluster of every training image and its provenance (soft positives
+                             from tags: clusters.json alone, with the tags used)
     cluster_stats.json       H(Z), I(Z;T), ... of those clusters (K-means in training: its last) against
                              the training labels
     skipped.csv              images left out by data.skip_bad (path, reason), when any
@@ -258,6 +259,19 @@ class RunDir:
     def clusters(self) -> ClusterAssignment | None:
         return ClusterAssignment.load(self.clusters_path) if self.clusters_path.is_file() else None
 
+    def write_positives(self, provenance: Mapping[str, Any], n: int) -> None:
+        """Stage 1 of soft positives from tags (no clusters): how the tag vectors of the ``n`` training
+        images were made and the tags used, where a clustering's provenance goes."""
+        write_json(
+            self.clusters_path.with_suffix(".json"),
+            {"n": n, "positives": "tags", "provenance": dict(provenance)},
+        )
+
+    def positives(self) -> dict[str, Any] | None:
+        """The provenance :meth:`write_positives` wrote, or None (a run on clusters, or none)."""
+        meta = ClusterAssignment.load_metadata(self.clusters_path)
+        return meta["provenance"] if meta.get("positives") == "tags" else None
+
     def trained_clusters(self) -> np.ndarray | None:
         """``int64 [n]``: the cluster each table row trained with (-1: none; rows past the end: none), from
         the stage-1 clusters, or for K-means during training the last clustering (kept in the final
@@ -347,6 +361,8 @@ class Run:
         cluster_stats: H(Z), I(Z;T), ... of the clusters it trained on (K-means during training: the last
             clustering) against the training labels.
         trained_clusters: ``int64 [n]`` the cluster each table row trained with (-1: none), or None.
+        positives: with soft positives from tags (``method.positives: tags``), how the tag vectors were
+            made and the tags used (a provenance), else None.
         training: the training summary (``training.json``); None until training finished.
         skipped: images left out as unreadable (path -> reason).
         metrics: the evaluation (``linear_top1``, ... in percent); None when not evaluated.
@@ -361,6 +377,7 @@ class Run:
     training: TrainingSummary | None
     skipped: dict[str, str]
     metrics: dict[str, Any] | None = None
+    positives: dict[str, Any] | None = None
 
     @property
     def files(self) -> RunDir:
@@ -395,6 +412,7 @@ class Run:
             training=files.training(),
             skipped=files.skipped(),
             metrics=files.metrics(),
+            positives=files.positives(),
         )
 
 

@@ -84,6 +84,42 @@ class TagMatrix:
         return {self.names[i]: int(counts[i]) for i in order}
 
 
+@dataclass(frozen=True)
+class TagPositives:
+    """Tag vectors of N images for soft positives (``ClInfoNCELoss(pos_vectors=...)``).
+
+    Attributes:
+        vectors: ``scipy.sparse.csr_array`` ``float32 [N, T]``: the weighted tags; the row of an image with
+            a missing tag cell is zero (never guessed: its positives are its own views only).
+        provenance: how they were made and every tag used with the images holding it, most frequent first.
+    """
+
+    vectors: sp.csr_array
+    provenance: dict
+
+    @classmethod
+    def of(cls, tags: TagMatrix, weighting: str) -> TagPositives:
+        """The tag vectors of ``tags`` with ``weighting`` (``binary`` or ``tfidf``)."""
+        vectors = tags.weighted(weighting).copy()
+        missing = tags.any_missing()
+        if missing.any():
+            vectors = sp.csr_array(sp.diags_array((~missing).astype(np.float32)) @ vectors)
+            vectors.eliminate_zeros()
+        empty = int(((np.diff(vectors.indptr) == 0) & ~missing).sum())
+        provenance = {
+            "method": "tag_positives",
+            "weighting": weighting,
+            "pair_weight": "cosine of the two images' tag vectors (1 within an image)",
+            "n_tags": len(tags.names),
+            "tag_columns": sorted(set(tags.sources)),
+            "n_untagged_rows": empty,
+            "n_missing_rows": int(missing.sum()),
+            "missing_policy": "an image with a missing tag cell has a zero vector: its own views only",
+            "tags": tags.used(),
+        }
+        return cls(vectors=vectors, provenance=provenance)
+
+
 def parse_tags(
     table: pd.DataFrame,
     columns: Sequence[str],
@@ -221,4 +257,4 @@ def _list_tokens(rows: np.ndarray, cells: np.ndarray, name: str) -> tuple[np.nda
     return np.repeat(rows, lengths), np.array(tokens, dtype=object)
 
 
-__all__ = ["TagMatrix", "parse_tags"]
+__all__ = ["TagMatrix", "TagPositives", "parse_tags"]

@@ -9,12 +9,15 @@ A compare file is YAML::
     settings:                       # named cluster settings (keys of the clusters section) ...
       alphabet: {source: hierarchy, level: 0}
       drawer: {source: attributes, attributes: [drawer], top_k: 20}
+      soft: {tags: [hashtags], positives: tags}   # positives: method.positives (clinfonce only)
     sweep: {top_k: [1, 3, 5]}       # ... and/or one clusters key swept over values ("top_k=3")
     out: compare_out
 
 A method that uses stage 1 (``clinfonce`` and the weakly-supervised baselines, see
 :mod:`clinfonce.methods`) runs once per cluster setting and seed; the others once per seed. Without
-settings and sweep, the base config's own ``clusters`` section is the one setting.
+settings and sweep, the base config's own ``clusters`` section is the one setting. A setting's
+``positives`` key is ``method.positives``: one with ``positives: tags`` (soft positives from the tags the
+setting names) runs only for the methods that take soft positives (``clinfonce``).
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ from clinfonce.typed import from_mapping
 #: Defaults of every compared run (a compare file's overrides may change them): one log line per epoch
 #: instead of a progress bar.
 RUN_DEFAULTS = {"train.progress_bar": False}
+#: The one key of a cluster setting that is not a clusters key: ``method.positives``.
+SETTING_POSITIVES = "positives"
 _NO_CLUSTERS = {"clusters": {"source": "none"}}
 
 
@@ -195,9 +200,14 @@ def plan(spec: CompareSpec, extra_overrides: Sequence[str] = ()) -> list[Planned
         for method in spec.methods:
             uses_clusters = METHODS[method].needs_stage1
             for setting, clusters, value in settings if uses_clusters else [("", {}, None)]:
+                clusters = dict(clusters)
+                positives = clusters.pop(SETTING_POSITIVES, None)
+                if positives == "tags" and not METHODS[method].soft_positives:
+                    continue  # soft positives are a way of training clinfonce, not a clustering
                 overrides = {
                     "method.name": method,
                     "train.seed": seed,
+                    **({"method.positives": positives} if positives is not None else {}),
                     # a method without clusters records none (its run does not depend on the setting)
                     **(
                         {f"clusters.{key}": v for key, v in clusters.items()}

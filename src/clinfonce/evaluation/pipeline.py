@@ -225,6 +225,7 @@ def evaluate_run(
         figures=figures,
         trained=run.training if run is not None else None,
         start=encoder.info.start,
+        positives=run.positives if run is not None else None,
     )
     (run.files if run is not None else RunDir(out)).write_evaluation(metrics, report, out_dir)
     if run is not None and out_dir is None:

@@ -13,6 +13,20 @@ from clinfonce.methods import METHODS
 from clinfonce.records import TrainingSummary
 
 
+def positives_line(provenance: dict[str, Any], shown: int = 20) -> str:
+    """One report line on soft positives from tags: how many tags, how weighted, the most frequent."""
+    tags = provenance.get("tags", {})
+    listed = ", ".join(f"{tag} ({count})" for tag, count in list(tags.items())[:shown])
+    more = f", ... ({len(tags) - shown} more; all in clusters.json)" if len(tags) > shown else ""
+    untagged = provenance.get("n_untagged_rows", 0) + provenance.get("n_missing_rows", 0)
+    alone = f"; {untagged} image(s) without tags have their own views only" if untagged else ""
+    return (
+        f"- stage 1: soft positives from {provenance.get('n_tags')} tags "
+        f"({provenance.get('weighting')} weights; a pair of images weighs the cosine of their tag vectors)"
+        f"{alone}; tags used, with the training images holding each: {listed}{more}"
+    )
+
+
 def render_run_report(
     *,
     name: str,
@@ -26,6 +40,7 @@ def render_run_report(
     figures: dict[str, str] | None = None,
     trained: TrainingSummary | None = None,
     start: str | None = None,
+    positives: dict[str, Any] | None = None,
 ) -> str:
     """The markdown text of ``report.md``.
 
@@ -42,6 +57,7 @@ def render_run_report(
         trained: the run's training summary (steps skipped for a non-finite loss or gradient; processes,
             learning rate and precision as resolved); None before training finished.
         start: where the encoder's weights started from (its encoder file's record).
+        positives: the provenance of soft positives from tags (``method.positives: tags``), if used.
     """
     lines = [f"# Run report: {name}", ""]
     if "checkpoint" in metrics:
@@ -80,6 +96,8 @@ def render_run_report(
         if config is not None and about.uses == "attributes":
             learned = ", ".join(clusters.provenance.get("attributes", []))
             lines.append(f"- attributes learned (those the clusters combine): {learned}")
+    if positives is not None:
+        lines.append(positives_line(positives))
     if stats is not None:
         lines.append(
             f"- cluster quality: I(Z;T) = {stats.I_Z_T:.3f} of H(T) = {stats.H_T:.3f} bits, "

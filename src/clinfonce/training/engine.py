@@ -15,6 +15,7 @@ from pathlib import Path
 
 import lightning as L
 import numpy as np
+import scipy.sparse as sp
 import torch
 from lightning.pytorch.callbacks import Callback, OnExceptionCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -27,7 +28,9 @@ from clinfonce.clusters import (
     attribute_targets,
     build_for_dataset,
     labelled_cluster_stats,
+    tag_vectors_for_dataset,
 )
+from clinfonce.clusters.tags import TagPositives
 from clinfonce.config import Config, TrainConfig, hyperparameters
 from clinfonce.data.dataset import ImageDataset
 from clinfonce.data.loaders import train_loader
@@ -87,8 +90,20 @@ def train(
     if len(rows) == 0:
         raise InputError(f"dataset {dataset.name!r} has no training images")
     method = METHODS[config.method.name]
-    clusters, targets = None, None
-    if method.needs_stage1 and not config.clusters.reclusters:
+    clusters, targets, positives = None, None, None
+    if config.method.positives == "tags":
+        started = time.perf_counter()
+        positives = TagPositives.of(
+            tag_vectors_for_dataset(config.clusters, dataset, rows), config.clusters.tag_weighting
+        )
+        log.info(
+            "stage 1: soft positives from %d tags of %d training images (%s, %.1f s)",
+            positives.provenance["n_tags"],
+            len(rows),
+            config.clusters.tag_weighting,
+            time.perf_counter() - started,
+        )
+    elif method.needs_stage1 and not config.clusters.reclusters:
         started = time.perf_counter()
         log.info("stage 1: %s clusters of %d training images ...", config.clusters.source, len(rows))
         clusters = build_for_dataset(config.clusters, dataset, rows)
@@ -113,6 +128,7 @@ def train(
         cluster_ids=torch.from_numpy(ids),
         n_clusters=clusters.n_clusters if clusters is not None else None,
         attribute_targets=None if targets is None else _by_row(targets, rows, len(dataset)),
+        tag_vectors=None if positives is None else _sparse_by_row(positives.vectors, rows, len(dataset)),
         keep_projections=config.clusters.reclusters and config.clusters.recluster_features == "training",
         start_from_weights=resume is None,  # a resume takes every weight from its checkpoint
     )
@@ -137,6 +153,8 @@ def train(
             if overwrite and resume is None:
                 _clear(run)
             stats = _write_run_files(run, config, dataset, rows, clusters, trainer, fresh=resume is None)
+            if positives is not None:
+                run.write_positives(positives.provenance, len(rows))
             if config.train.resume and resume is None:
                 log.info("no checkpoint in %s yet: training starts from the beginning", run.path)
         for logger in trainer.loggers:  # the resolved config, flat: hparams.yaml and TensorBoard's HPARAMS
@@ -201,6 +219,7 @@ def train(
         clusters=clusters,
         cluster_stats=stats,
         trained_clusters=trained_clusters,
+        positives=None if positives is None else positives.provenance,
         training=summary,
         skipped=dict(dataset.skipped),
     )
@@ -441,6 +460,14 @@ def _by_row(values: np.ndarray, rows: np.ndarray, n_rows: int) -> np.ndarray:
     out = np.zeros((n_rows, *values.shape[1:]), dtype=values.dtype)
     out[rows] = values
     return out
+
+
+def _sparse_by_row(matrix: sp.csr_array, rows: np.ndarray, n_rows: int) -> sp.csr_array:
+    """``matrix`` ``[len(rows), T]`` placed at ``rows`` of an ``[n_rows, T]`` matrix (other rows zero)."""
+    placed = sp.csr_array(
+        (np.ones(len(rows), dtype=np.float32), (rows, np.arange(len(rows)))), shape=(n_rows, len(rows))
+    )
+    return sp.csr_array(placed @ matrix)
 
 
 def _write_run_files(

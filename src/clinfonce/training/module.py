@@ -11,6 +11,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -47,6 +48,8 @@ class ContrastiveModule(L.LightningModule):
         n_clusters: stage-1 clusters (for ``cluster_ce``).
         attribute_targets: ``int8 [n_rows, A]`` the clustered attributes, +1 / -1 / 0 missing (for
             ``attr_bce`` and ``attr_infonce``).
+        tag_vectors: ``scipy.sparse.csr_array`` ``float32 [n_rows, T]`` tag vectors per table row, for soft
+            positives (``method.positives: tags``).
         keep_projections: keep the newest L2-normalised head output of every row (``projections``, a
             :class:`ProjectionBank`), for K-means on training features.
         start_from_weights: load ``model.weights`` into the backbone (False when a checkpoint will replace
@@ -67,6 +70,7 @@ class ContrastiveModule(L.LightningModule):
         cluster_ids: Tensor | None = None,
         n_clusters: int | None = None,
         attribute_targets: np.ndarray | None = None,
+        tag_vectors: Any = None,
         keep_projections: bool = False,
         start_from_weights: bool = True,
     ) -> None:
@@ -82,7 +86,7 @@ class ContrastiveModule(L.LightningModule):
         self.encoder.freeze(config.model.freeze_stages)
         self.augment: ContrastiveAugment = config.augment.build(crop_size, mean, std, config.method.n_views)
         self.image_input = image_input
-        inputs = ObjectiveInputs(config, self.encoder, n_classes, n_clusters, attribute_targets)
+        inputs = ObjectiveInputs(config, self.encoder, n_classes, n_clusters, attribute_targets, tag_vectors)
         self.objective = build_objective(inputs) if METHODS[config.method.name].trains else None
         if config.train.sync_batchnorm:  # normalise over the global batch of every process
             globalise(self)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -53,6 +54,8 @@ class ObjectiveInputs:
         n_clusters: stage-1 clusters (None without fixed stage-1 clusters).
         attribute_targets: ``int8 [n_rows, A]`` the clustered binary attributes per table row, +1 / -1 / 0
             (missing or outside training), or None when the method does not learn attributes.
+        tag_vectors: ``scipy.sparse.csr_array`` ``float32 [n_rows, T]``, the tag vectors per table row (zero
+            outside training) for soft positives (``method.positives: tags``), else None.
     """
 
     config: Config
@@ -60,6 +63,7 @@ class ObjectiveInputs:
     n_classes: int
     n_clusters: int | None = None
     attribute_targets: np.ndarray | None = None
+    tag_vectors: Any = None
 
     def loss_fn(self) -> ClInfoNCELoss:
         """The Cl-InfoNCE loss at the method's temperature."""
@@ -73,27 +77,73 @@ class ObjectiveInputs:
         return torch.from_numpy(np.asarray(self.attribute_targets, dtype=np.int8))
 
 
+class SparseRows(nn.Module):
+    """The rows of a sparse ``[n_rows, T]`` matrix, looked up by table row on the batch's device.
+
+    The matrix is kept as CSR buffers (not saved in checkpoints: it is data, rebuilt by stage 1).
+    """
+
+    indptr: Tensor
+    indices: Tensor
+    values: Tensor
+
+    def __init__(self, matrix: Any) -> None:
+        super().__init__()
+        self.n_columns = int(matrix.shape[1])
+        self.register_buffer("indptr", torch.from_numpy(np.asarray(matrix.indptr, dtype=np.int64)), False)
+        self.register_buffer("indices", torch.from_numpy(np.asarray(matrix.indices, dtype=np.int64)), False)
+        self.register_buffer("values", torch.from_numpy(np.asarray(matrix.data, dtype=np.float32)), False)
+
+    def forward(self, rows: Tensor) -> Tensor:
+        """Sparse COO ``float32 [B, T]``: the matrix's rows ``rows`` (``int64 [B]``), in that order."""
+        starts = self.indptr[rows]
+        lengths = self.indptr[rows + 1] - starts
+        batch_row = torch.repeat_interleave(torch.arange(len(rows), device=rows.device), lengths)
+        first = torch.repeat_interleave(starts - (torch.cumsum(lengths, 0) - lengths), lengths)
+        position = first + torch.arange(len(batch_row), device=rows.device)  # into indices / values
+        return torch.sparse_coo_tensor(
+            torch.stack([batch_row, self.indices[position]]),
+            self.values[position],
+            (len(rows), self.n_columns),
+            is_coalesced=True,
+            check_invariants=False,
+        )
+
+
 class Contrastive(nn.Module):
     """Cl-InfoNCE on the encoder's head with positives from ``positives``: ``instance`` (SimCLR),
-    ``labels`` (SupCon) or ``clusters`` (Cl-InfoNCE); optionally plus InfoNCE on a second head, 1:1."""
+    ``labels`` (SupCon), ``clusters`` (Cl-InfoNCE) or ``tags`` (soft positives from ``tag_rows``, the tag
+    vector of each table row); optionally plus InfoNCE on a second head, 1:1."""
 
-    def __init__(self, loss_fn: ClInfoNCELoss, positives: str, instance_head: ProjectionHead | None) -> None:
+    def __init__(
+        self,
+        loss_fn: ClInfoNCELoss,
+        positives: str,
+        instance_head: ProjectionHead | None,
+        tag_rows: SparseRows | None = None,
+    ) -> None:
         super().__init__()
         self.loss_fn, self.positives, self.instance_head = loss_fn, positives, instance_head
+        self.tag_rows = tag_rows
 
     def forward(self, encoder: Network, batch: Batch) -> tuple[Tensor, Tensor | None]:
         features = encoder.features(batch.views)  # [B * V, F]
         z = encoder.head(features).view(batch.n, batch.v, -1)
-        if self.positives == "instance":
-            ids = None
-        elif self.positives == "labels":
-            ids = batch.labels
-        else:  # rows without a stage-1 cluster (should not reach training) are their own cluster
-            ids = torch.where(batch.clusters >= 0, batch.clusters, -1 - batch.rows)
-        loss = self.loss_fn(z, ids)
+        if self.positives == "tags":
+            loss = self.loss_fn(z, pos_vectors=self.tag_rows(batch.rows))
+        else:
+            loss = self.loss_fn(z, self._ids(batch))
         if self.instance_head is not None:
             loss = loss + self.loss_fn(self.instance_head(features).view(batch.n, batch.v, -1), None)
         return loss, z
+
+    def _ids(self, batch: Batch) -> Tensor | None:
+        if self.positives == "instance":
+            return None
+        if self.positives == "labels":
+            return batch.labels
+        # rows without a stage-1 cluster (should not reach training) are their own cluster
+        return torch.where(batch.clusters >= 0, batch.clusters, -1 - batch.rows)
 
 
 class Classification(nn.Module):
@@ -178,6 +228,10 @@ def _contrastive(positives: str) -> Callable[[ObjectiveInputs], nn.Module]:
             if method.joint_infonce
             else None
         )
+        if positives == "clusters" and method.positives == "tags":
+            if inputs.tag_vectors is None:
+                raise ValueError("method.positives=tags needs the tag vectors")
+            return Contrastive(inputs.loss_fn(), "tags", extra, SparseRows(inputs.tag_vectors))
         return Contrastive(inputs.loss_fn(), positives, extra)
 
     return build
