@@ -64,12 +64,20 @@ def check_stats(mean: list[float], std: list[float]) -> None:
 
 @dataclass(kw_only=True)
 class TrainingSample:
-    """The option every source shares to train on a seeded, class-balanced part of its training split
-    (quick studies on a CPU; the rule: :func:`~clinfonce.data.splits.training_sample`)."""
+    """The options every source read from disk shares: train on a seeded, class-balanced part of its
+    training split (quick studies on a CPU; the rule: :func:`~clinfonce.data.splits.training_sample`), and
+    more auxiliary columns from a table joined on ``path`` (:mod:`clinfonce.data.metadata`)."""
 
     train_per_class: int | None = field(
         default=None,
         metadata={"help": "keep this many training images of each class (a seeded sample); null: all"},
+    )
+    metadata: str | None = field(
+        default=None,
+        metadata={
+            "help": "a table (CSV, TSV, Parquet) with a path column: its other columns are joined to the "
+            "images as auxiliary columns (tags, attributes)"
+        },
     )
 
     def __post_init__(self) -> None:

@@ -259,6 +259,13 @@ def load_dataset(
     from clinfonce.data.dataset import DataOrigin
     from clinfonce.typed import to_mapping
 
+    metadata = getattr(options, "metadata", None)
+    if metadata is not None:
+        from clinfonce.data.metadata import join_metadata, read_metadata
+
+        extra = read_metadata(metadata)  # before the images: a wrong table stops at once
     dataset = src.load(options, skip_bad=skip_bad) if src.reads_files else src.load(options)
+    if metadata is not None:
+        dataset = join_metadata(dataset, extra, metadata)
     dataset.origin = DataOrigin(name, to_mapping(options), skip_bad)
     return dataset
