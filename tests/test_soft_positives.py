@@ -97,6 +97,18 @@ def test_scale_of_a_row_does_not_matter_and_zero_rows_keep_their_own_views() -> 
     )
 
 
+def test_an_uncoalesced_coo_tensor_adds_its_duplicates() -> None:
+    gen = torch.Generator().manual_seed(16)
+    features = torch.randn(5, 2, 4, generator=gen, dtype=torch.float64)
+    indices = torch.tensor([[0, 0, 1, 2, 2, 4], [1, 1, 0, 1, 2, 2]])  # (0, 1) twice
+    values = torch.tensor([0.5, 1.5, 1.0, 2.0, 1.0, 3.0], dtype=torch.float64)
+    uncoalesced = torch.sparse_coo_tensor(indices, values, (5, 3))
+    assert not uncoalesced.is_coalesced()
+    loss_fn = ClInfoNCELoss(temperature=0.2)
+    expected = brute_force_soft(features, uncoalesced.to_dense(), 0.2)
+    assert loss_fn(features, pos_vectors=uncoalesced).item() == pytest.approx(expected, rel=1e-10)
+
+
 def test_one_view_without_overlap_is_left_out_and_counted() -> None:
     features = torch.randn(4, 1, 3, dtype=torch.float64)
     vectors = torch.tensor([[1.0, 0, 0], [0.5, 0, 0], [0, 0, 2.0], [0, 0, 0]])  # rows 2, 3 share with no one

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from clinfonce._lazy import lazy_exports
 
-__version__ = "0.3.0"
+__version__ = "0.5.0"
 
 #: public name -> the module that defines it
 _EXPORTS = {

@@ -214,7 +214,10 @@ def _check_pos_vectors(pos_vectors: Tensor, n: int) -> None:
         raise ValueError(f"pos_vectors must be dense, sparse COO or sparse CSR, got {pos_vectors.layout}")
     if pos_vectors.is_complex():
         raise ValueError(f"pos_vectors must be real, got {pos_vectors.dtype}")
-    values = pos_vectors.values() if pos_vectors.layout != torch.strided else pos_vectors
+    if pos_vectors.layout == torch.sparse_coo:
+        values = pos_vectors._values()  # also of an uncoalesced tensor (whose duplicates add up)
+    else:
+        values = pos_vectors.values() if pos_vectors.layout == torch.sparse_csr else pos_vectors
     if values.is_floating_point() and not torch.isfinite(values).all():
         raise ValueError("pos_vectors must be finite")
     if (values < 0).any():
@@ -293,9 +296,7 @@ def _soft_positive_sums(
     # over all samples removes exactly what the products put in.
     self_weight = _row_dot(u)  # [N]
     # One product for the weighted sums and the weight totals: [N_all, D + 1] with a column of ones.
-    summed = _matmul(
-        u, _matmul(_transpose(u_all), torch.cat([sample_sums, own.new_ones(len(sample_sums), 1)], 1))
-    )
+    summed = _overlap_product(u, u_all, torch.cat([sample_sums, own.new_ones(len(sample_sums), 1)], 1))
     weighted, total_weight = summed[:, :-1], summed[:, -1]  # [N, D]: sum_j <u_i, u_j> s_j; [N]
     sums = weighted + (1 - self_weight)[:, None] * own
     # Weights of the other samples: >= 0 exactly, but the subtraction leaves rounding where it should be 0
@@ -331,13 +332,23 @@ def _row_dot(u: Tensor) -> Tensor:
     return values.new_zeros(u.shape[0]).index_add_(0, u.indices()[0], values * values)
 
 
-def _transpose(u: Tensor) -> Tensor:
-    return u.t() if not u.is_sparse else u.t().coalesce()
+def _overlap_product(u: Tensor, u_all: Tensor, x: Tensor) -> Tensor:
+    """``u @ (u_all^T @ x)``: ``[N, C]`` for ``u`` ``[N, K]``, ``u_all`` ``[N_all, K]``, ``x`` ``[N_all, C]``
+    (autograd flows into ``x``), without an ``N x N_all`` matrix.
 
-
-def _matmul(a: Tensor, b: Tensor) -> Tensor:
-    """``a @ b`` for a dense or sparse COO ``a`` and a dense ``b`` (autograd flows into ``b``)."""
-    return torch.sparse.mm(a, b) if a.is_sparse else a @ b
+    Sparse vectors go through the tags present in the batch only (gathers and scatter-adds over the stored
+    values), so neither time nor memory grows with the vocabulary K: O(nnz x C).
+    """
+    if not u.is_sparse:
+        return u @ (u_all.T @ x)
+    rows_all, columns_all = u_all.indices()
+    present, column_of = torch.unique(columns_all, return_inverse=True)  # [T] tags of the batch
+    per_tag = x.new_zeros(len(present), x.shape[1]).index_add(
+        0, column_of, u_all.values()[:, None] * x[rows_all]
+    )  # [T, C]: sum_j u_jk x_j
+    rows, columns = u.indices()
+    mine = torch.searchsorted(present, columns)  # this rank's tags are among the batch's
+    return x.new_zeros(u.shape[0], x.shape[1]).index_add(0, rows, u.values()[:, None] * per_tag[mine])
 
 
 class _ExcludeSelfLogSumExp(torch.autograd.Function):
