@@ -37,6 +37,7 @@ bench: install
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python benchmarks/bench_loss.py
 	$(BIN)/python benchmarks/bench_attribute_clusters.py
+	$(BIN)/python benchmarks/bench_tags.py
 	$(BIN)/python benchmarks/bench_augment.py
 	$(BIN)/python benchmarks/bench_train_step.py
 	$(BIN)/python benchmarks/bench_probe.py
