@@ -204,6 +204,25 @@ def _add_data(commands) -> None:
     _add_dataset_arguments(check)
     check.add_argument("--json", action="store_true", help="print one JSON object")
     check.set_defaults(handler=_run_data_check)
+    pack = _command(
+        data_commands,
+        "pack",
+        "write a dataset as WebDataset tar shards",
+        "Every image becomes KEY.<image> + KEY.json (label, split, every other column); shards of "
+        "--shard-size samples per split, then manifest.json. Images are copied as they are, or re-encoded "
+        "at --image-size. Read them back with data.name=webdataset data.options.shards=[OUT].",
+        [
+            "clinfonce data pack --table meta.csv --root images/ --out shards/",
+            "clinfonce data pack --dataset imagefolder --root DIR --out shards/ --shard-size 5000",
+            "clinfonce data pack --dataset fashion_mnist --out shards/",
+        ],
+    )
+    _add_dataset_arguments(pack)
+    pack.add_argument("--out", type=Path, required=True, help="a new or empty folder for the shards")
+    pack.add_argument("--shard-size", type=int, default=1000, help="samples per shard (default 1000)")
+    pack.add_argument("--image-size", type=int, help="re-encode every image at this size (default: copy)")
+    pack.add_argument("--skip-bad", action="store_true", help="leave unreadable images out (counted)")
+    pack.set_defaults(handler=_run_data_pack)
     options = _command(
         data_commands, "options", "a dataset's options (data.options, --data-option KEY=VALUE)"
     )
@@ -216,6 +235,33 @@ def _run_data_options(args: argparse.Namespace) -> int:
     from clinfonce.data.registry import options_lines
 
     print("\n".join(options_lines(args.name)))
+    return 0
+
+
+def _run_data_pack(args: argparse.Namespace) -> int:
+    from clinfonce.data.pack import pack_dataset
+    from clinfonce.data.registry import load_dataset
+
+    name, options = _dataset_args(args)
+    if name is None:
+        raise InputError("name the dataset: --dataset NAME (or --table for a metadata table)")
+    if args.image_size is not None:
+        options["image_size"] = args.image_size
+    dataset = load_dataset(name, options, skip_bad=args.skip_bad)
+    command = " ".join(["clinfonce", *sys.argv[1:]])
+    result = pack_dataset(
+        dataset,
+        args.out,
+        args.shard_size,
+        reencode=args.image_size is not None,
+        command=command,
+        source={"name": name, "options": {k: str(v) for k, v in options.items()}},
+    )
+    manifest = result.manifest
+    splits = ", ".join(f"{split} {n}" for split, n in manifest["splits"].items())
+    skipped = f"; {len(dataset.skipped)} unreadable image(s) left out" if dataset.skipped else ""
+    print(f"wrote {len(manifest['shards'])} shard(s) of {manifest['samples']} samples ({splits}) and "
+          f"{result.out / 'manifest.json'}{skipped}")  # fmt: skip
     return 0
 
 

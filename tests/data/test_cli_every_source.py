@@ -17,6 +17,7 @@ from test_omniglot import write_omniglot_zip
 from test_table import make_table_fixture
 from test_utkface import write_utkface
 from test_utzappos import write_bin_csv, write_tree
+from test_webdataset import sample, write_shard
 from test_wider import write_wider
 
 from clinfonce.cli import main
@@ -52,6 +53,18 @@ def _table(root: Path) -> list[str]:
     return ["--root", str(root), *[f"--data-option={option}" for option in options]]
 
 
+def _webdataset(root: Path) -> list[str]:
+    root.mkdir()
+    for number in range(2):
+        write_shard(root / f"part-{number}.tar", [
+            sample(f"{number}_{i}", i, {"label": f"class{i % 2}", "colour": ["red", "blue"][i % 2],
+                                        "shiny": i % 3 == 0, "split": "test" if i == 5 else "train"})
+            for i in range(6)
+        ])  # fmt: skip
+    options = ["shards=[part-0.tar, part-1.tar]", "attributes=[colour, shiny]"]
+    return ["--root", str(root), *[f"--data-option={option}" for option in options]]
+
+
 #: source -> (fixture writer returning the source arguments, stage-1 arguments, expected row count)
 SOURCES: dict[str, tuple[Callable[[Path], list[str]], list[str], int]] = {
     "table": (_table, ["--top-k", "2"], 6),
@@ -63,6 +76,7 @@ SOURCES: dict[str, tuple[Callable[[Path], list[str]], list[str], int]] = {
     "fashion_mnist": (lambda root: (write_fashion(root), ["--root", str(root)])[1], ["--level", "1"], 7),
     "omniglot": (_omniglot, ["--level", "0"], 40),
     "utkface": (lambda root: ["--root", str(write_utkface(root))], ["--top-k", "2"], 8),
+    "webdataset": (_webdataset, ["--top-k", "2"], 12),
 }
 
 #: for the hierarchies written by hand in the fixtures: the cluster each class must land in (by hand,

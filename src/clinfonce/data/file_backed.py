@@ -15,13 +15,14 @@ allowed (e.g. an image linked into two class folders); the validation split is c
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from clinfonce.data.dataset import AuxInfo, ImageDataset, encode_labels
+from clinfonce.data.dataset import AuxInfo, ImageDataset, ImageLoader, encode_labels
 from clinfonce.data.files import FileImageLoader, check_image_options, screen_files, size_pair
 from clinfonce.data.options import FileOptions, check_fraction, check_stats
 from clinfonce.data.paths import WNID
@@ -89,40 +90,84 @@ def file_dataset(
     """
     check_image_options(options.channels, options.resize)  # before the slow file screening
     size = size_pair(options.image_size)
+
+    def screen(table: pd.DataFrame, rows: Sequence[object] | None) -> tuple[np.ndarray, dict[str, str]]:
+        keep, skipped = screen_files(
+            root,
+            table["path"].tolist(),
+            skip_bad=skip_bad,
+            check=options.check_files,
+            rows=rows,
+            source=source,
+            workers=options.workers,
+            max_pixels=options.max_pixels,
+        )
+        kept = table.loc[keep]
+        check_split_leaks(
+            root,
+            kept["path"].tolist(),
+            kept["split"].tolist(),
+            source,
+            None if rows is None else [row for row, k in zip(rows, keep, strict=True) if k],
+        )
+        return keep, skipped
+
+    def loader(table: pd.DataFrame) -> tuple[FileImageLoader, pd.DataFrame]:
+        paths = table["path"].tolist()
+        return FileImageLoader(root, paths, size, options.channels, options.resize, options.max_pixels), table
+
+    return finish_dataset(
+        name, table, options, screen=screen, loader=loader, mean=mean, std=std, aux=aux, root=root,
+        source=source or str(root), rows=rows, all_classes=all_classes,
+    )  # fmt: skip
+
+
+def finish_dataset(
+    name: str,
+    table: pd.DataFrame,
+    options: FileOptions,
+    *,
+    screen: Callable[[pd.DataFrame, Sequence[object] | None], tuple[np.ndarray, dict[str, str]]],
+    loader: Callable[[pd.DataFrame], tuple[ImageLoader, pd.DataFrame]],
+    mean: Sequence[float],
+    std: Sequence[float],
+    aux: AuxInfo | None,
+    root: Path | None,
+    source: str,
+    rows: Sequence[object] | None = None,
+    all_classes: Sequence[str] | None = None,
+    skipped: dict[str, str] | None = None,
+) -> ImageDataset:
+    """What every dataset of image files or shards does after listing its images: keep the
+    ``train_per_class`` sample (images left out are never opened), ``screen`` the rest (``(bool [N] keep,
+    {name: reason})``), encode labels, carve the validation split, and build the dataset with the image
+    ``loader`` of the final table (which may also drop private columns from it). ``skipped``: what the
+    source left out before (merged into the dataset's ``skipped``)."""
     table = table.reset_index(drop=True)
     if options.train_per_class is not None:  # before the screening: images left out are never opened
         table, rows = _rows_kept(table, rows, training_sample(
             table["class"].to_numpy(object), table["path"].to_numpy(str), table["split"].to_numpy(object),
             options.train_per_class, options.seed,
         ))  # fmt: skip
-    keep, skipped = screen_files(
-        root,
-        table["path"].tolist(),
-        skip_bad=skip_bad,
-        check=options.check_files,
-        rows=rows,
-        source=source,
-        workers=options.workers,
-        max_pixels=options.max_pixels,
-    )
+    keep, screened = screen(table, rows)
+    skipped = {**(skipped or {}), **screened}
     if not keep.all():
         table, rows = _rows_kept(table, rows, keep)
     if table.empty:
-        raise InputError(f"{source or root}: no readable images ({len(skipped)} bad file(s) left out)")
-    check_split_leaks(root, table["path"].tolist(), table["split"].tolist(), source, rows)
+        raise InputError(f"{source}: no readable images ({len(skipped)} bad file(s) left out)")
     labels, class_names = encode_labels(table["class"].tolist(), all_classes)
     table = table.drop(columns="class")
     table.insert(1, "label", labels)
     table["split"] = with_validation(
         table["split"], labels, table["path"].to_numpy(str), options.val_fraction, options.seed
     )
+    image_loader, table = loader(table)
+    size = size_pair(options.image_size)
     return ImageDataset(
         name=name,
         table=table,
         class_names=class_names,
-        loader=FileImageLoader(
-            root, table["path"].tolist(), size, options.channels, options.resize, options.max_pixels
-        ),
+        loader=image_loader,
         image_size=size,
         channels=options.channels,
         resize=options.resize,

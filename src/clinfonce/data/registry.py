@@ -71,6 +71,14 @@ DATASETS: dict[str, Source] = {
             "an ImageFolder tree: <class>/<image>, optionally in train/ val/ test/ folders",
         ),
         Source(
+            "webdataset",
+            "webdataset",
+            "WebDatasetOptions",
+            "load",
+            True,
+            "WebDataset tar shards (key.jpg + key.json / .txt / .cls), indexed once, read by position",
+        ),
+        Source(
             "table",
             "table",
             "TableOptions",

@@ -120,8 +120,8 @@ def load(options: TableOptions, skip_bad: bool = False) -> ImageDataset:
     attributes, tags = list(options.attributes), list(options.tags)
     frame = read_table(table_path, tag_columns=tags, encoding=options.encoding)
     root = existing_dir(table_path.parent if options.root is None else options.root, "image root")
-    label_col = _auto_column(options.label_col, "label", frame)
-    split_col = _auto_column(options.split_col, "split", frame)
+    label_col = auto_column(options.label_col, "label", frame)
+    split_col = auto_column(options.split_col, "split", frame)
     hierarchy_col = options.hierarchy_col
     named = [options.path_col, *([label_col] if label_col else []), *([split_col] if split_col else [])]
     require_columns(frame, [*named, *attributes, *tags, *([hierarchy_col] if hierarchy_col else [])], source)
@@ -133,7 +133,7 @@ def load(options: TableOptions, skip_bad: bool = False) -> ImageDataset:
         safe_path(root, real_root, value, f"{source}: row {i}")
         for i, value in enumerate(frame[options.path_col])
     ]
-    classes = _label_names(frame[label_col]) if label_col else [None] * len(frame)
+    classes = label_names(frame[label_col]) if label_col else [None] * len(frame)
     table = pd.DataFrame({"path": paths, "class": pd.Series(classes, dtype=object)})
     if split_col:
         table["split"] = [
@@ -186,7 +186,7 @@ def _check_unique(paths: Sequence[str], source: str, column: str) -> None:
             )
 
 
-def _label_names(column: pd.Series) -> list[str | None]:
+def label_names(column: pd.Series) -> list[str | None]:
     """Class names of a label column: text, stripped; integral numbers without a trailing ``.0``; NaN or
     a blank cell -> None."""
     values = column
@@ -198,7 +198,7 @@ def _label_names(column: pd.Series) -> list[str | None]:
     return [name or None for name in names]
 
 
-def _auto_column(name: str | None, default: str, frame: pd.DataFrame) -> str | None:
+def auto_column(name: str | None, default: str, frame: pd.DataFrame) -> str | None:
     """``name``, with ``"auto"`` meaning ``default`` if ``frame`` has that column, else ``None``."""
     if name != "auto":
         return name

@@ -1,0 +1,306 @@
+"""WebDataset tar shards: listed, indexed once, read by position.
+
+A shard is a plain (uncompressed) tar file whose members are grouped into samples by *key*, WebDataset's
+rule: a member ``dir/0001.jpg`` has the key ``dir/0001`` (the path up to the first dot of the file name) and
+the extension ``jpg``; consecutive members with one key are one sample (what img2dataset and
+``webdataset.ShardWriter`` write). Per sample:
+
+- the image: the first of its ``jpg``, ``jpeg``, ``png``, ``webp`` members (extensions compared in lower
+  case), decoded with the same loader and checks as image files (:func:`~clinfonce.data.files.decode_image`);
+- metadata: every field of a ``json`` member (an object), the text of a ``txt`` member as ``caption``, and a
+  ``cls`` member as ``label``; other members are ignored.
+
+:func:`index_shards` reads each shard's tar headers once with :mod:`tarfile` and keeps, per sample, the
+shard, the offset and the size of its image bytes, and parses the metadata members: no image is decoded.
+:class:`ShardImageLoader` then reads one image with one ``pread`` at its offset (a worker process opens each
+shard once). Reading by position keeps the project's sampler (every sample once per epoch over all
+processes, exact resume in the middle of an epoch) for shards as for files: ``docs/benchmarks.md`` measures
+it against WebDataset's streaming pipeline.
+
+Gzipped shards (``.tar.gz``) cannot be read by position and are refused with a one-line hint.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+import tarfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from clinfonce.data.files import DEFAULT_MAX_PIXELS, ImageFileError, decode_image, size_pair, to_array
+from clinfonce.errors import InputError
+
+#: Image members, in the order a sample's image is chosen when it has several.
+IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
+#: Columns a shard's metadata fills from members other than the json: ``txt`` and ``cls``.
+MEMBER_COLUMNS = {"txt": "caption", "cls": "label"}
+_KEY = re.compile(r"^((?:.*/|)[^./]+)\.([^/]*)$")  # WebDataset's base_plus_ext
+
+
+def shard_paths(spec: str | Sequence[str], what: str = "shards") -> list[Path]:
+    """The shard files ``spec`` names: a brace pattern (``train-{000000..000099}.tar``), a glob, a folder
+    (its ``.tar`` files, sorted), or a list of any of these.
+
+    Raises:
+        InputError: a named shard or folder does not exist, or nothing is found (naming ``what``).
+    """
+    try:
+        from braceexpand import braceexpand
+    except ModuleNotFoundError:
+        raise InputError(
+            "reading WebDataset shards needs braceexpand: pip install 'clinfonce[webdataset]'"
+        ) from None
+
+    specs = [spec] if isinstance(spec, str) else list(spec)
+    paths: list[Path] = []
+    for item in specs:
+        for expanded in braceexpand(str(item)):
+            path = Path(expanded)
+            if path.is_dir():  # hidden files are left out: a killed writer's temporaries among them
+                paths.extend(sorted(p for p in path.glob("*.tar") if not p.name.startswith(".")))
+            elif glob.has_magic(expanded):
+                paths.extend(Path(p) for p in sorted(glob.glob(expanded)))
+            elif path.is_file():
+                paths.append(path)
+            else:
+                raise InputError(f"{what}: no such shard {expanded}")
+    if not paths:
+        raise InputError(f"{what}: {spec!r} names no .tar shard")
+    for path in paths:
+        if path.name.endswith((".gz", ".tgz", ".bz2", ".xz", ".zst")):
+            raise InputError(f"{path}: a compressed shard cannot be read by position; store it as plain .tar")
+    return paths
+
+
+@dataclass
+class ShardIndex:
+    """Every sample of a list of shards: where its image is, and its metadata.
+
+    Attributes:
+        shards: ``[S]`` the shard files.
+        keys: ``[N]`` the sample keys (unique over all shards), in shard order.
+        shard: ``int32 [N]`` the shard of each sample.
+        offset, size: ``int64 [N]`` where its image bytes are in the shard.
+        extension: ``[N]`` its image member's extension (for messages).
+        metadata: ``[N]`` dicts: the json fields, ``caption`` and ``label`` of each sample.
+        skipped: ``"shard:member" -> reason`` of what ``skip_bad`` left out (truncated shards, samples
+            without an image).
+    """
+
+    shards: list[Path]
+    keys: list[str] = field(default_factory=list)
+    shard: list[int] = field(default_factory=list)
+    offset: list[int] = field(default_factory=list)
+    size: list[int] = field(default_factory=list)
+    extension: list[str] = field(default_factory=list)
+    metadata: list[dict[str, Any]] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    def loader(
+        self,
+        image_size: int | tuple[int, int],
+        channels: int = 3,
+        resize: str = "center_crop",
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        rows: np.ndarray | None = None,
+    ) -> ShardImageLoader:
+        """The image loader of the samples ``rows`` (default: all), in that order."""
+        rows = np.arange(len(self.keys)) if rows is None else np.asarray(rows)
+        return ShardImageLoader(
+            [str(path) for path in self.shards],
+            np.asarray(self.shard, dtype=np.int32)[rows],
+            np.asarray(self.offset, dtype=np.int64)[rows],
+            np.asarray(self.size, dtype=np.int64)[rows],
+            [f"{self.keys[i]}.{self.extension[i]}" for i in rows],
+            image_size,
+            channels,
+            resize,
+            max_pixels,
+        )
+
+
+def index_shards(paths: Sequence[Path], skip_bad: bool = False) -> ShardIndex:
+    """Index the samples of ``paths`` (see the module docstring); reads tar headers and metadata members
+    only.
+
+    Raises:
+        InputError: a shard that is not a tar file, truncated, or with a sample without an image or with
+            broken metadata (each naming the shard and the member), unless ``skip_bad`` leaves such samples
+            out (listed in :attr:`ShardIndex.skipped`); a key in two samples (naming both places).
+    """
+    index = ShardIndex(list(paths))
+    seen: dict[str, str] = {}
+    for number, path in enumerate(paths):
+        for key, image, metadata in _samples(path, skip_bad, index.skipped):
+            where = f"{path}:{key}"
+            if key in seen:
+                raise InputError(
+                    f"{where}: the key {key!r} is also a sample of {seen[key]}; keys must be unique"
+                )
+            seen[key] = str(path)
+            if image is None:
+                _refuse_or_skip(skip_bad, index.skipped, where, "no image member (jpg, jpeg, png or webp)")
+                continue
+            index.keys.append(key)
+            index.shard.append(number)
+            index.offset.append(image.offset_data)
+            index.size.append(image.size)
+            index.extension.append(_split_name(image.name)[1])
+            index.metadata.append(metadata)
+    return index
+
+
+def _samples(path: Path, skip_bad: bool, skipped: dict[str, str]):
+    """``(key, image member or None, metadata)`` of each sample of one shard, in order. A truncated shard
+    ends at its last complete sample (with ``skip_bad``; else it is an error)."""
+    file_size = path.stat().st_size
+    try:
+        tar = tarfile.open(path, mode="r:")  # noqa: SIM115 (closed by the with below)
+    except (tarfile.TarError, OSError) as error:
+        raise InputError(f"{path}: not a readable tar shard ({error})") from None
+    with tar:
+        key, members = None, []
+        for member in _members(tar, path, file_size, skip_bad, skipped):
+            name = _split_name(member.name) if member.isfile() else None
+            if name is None:
+                continue  # a folder entry, or a file without an extension: not part of a sample
+            if members and name[0] != key:
+                yield key, *_read_sample(tar, path, key, members, skip_bad, skipped)
+                members = []
+            key = name[0]
+            members.append(member)
+        if members and not _cut_off(path, skipped):
+            yield key, *_read_sample(tar, path, key, members, skip_bad, skipped)
+
+
+def _members(tar: tarfile.TarFile, path: Path, file_size: int, skip_bad: bool, skipped: dict[str, str]):
+    """The members of a shard, up to where it is cut off (recorded in ``skipped`` under the shard's path)."""
+    previous = None
+    while True:
+        try:
+            member = tar.next()
+        except (tarfile.TarError, OSError) as error:
+            after = f" after member {previous!r}" if previous else ""
+            _refuse_or_skip(skip_bad, skipped, str(path), f"truncated or corrupt shard{after} ({error})")
+            return
+        if member is None:  # the end: a complete shard closes with the end-of-archive marker (zero blocks)
+            if file_size - tar.offset < tarfile.BLOCKSIZE:
+                after = f" after member {previous!r}" if previous else ""
+                _refuse_or_skip(skip_bad, skipped, str(path), f"truncated shard{after}: no end-of-archive marker")
+            return
+        if member.isfile() and member.offset_data + member.size > file_size:
+            _refuse_or_skip(
+                skip_bad, skipped, str(path), f"truncated shard: member {member.name!r} is cut off"
+            )
+            return
+        previous = member.name
+        yield member
+
+
+def _cut_off(path: Path, skipped: dict[str, str]) -> bool:
+    """Whether the shard ended cut off: its last sample may lack members, and is left out."""
+    return str(path) in skipped
+
+
+def _read_sample(tar: tarfile.TarFile, path: Path, key: str, members: list, skip_bad: bool, skipped: dict):
+    """The image member and the metadata of one sample's members."""
+    by_extension = {_split_name(m.name)[1].lower(): m for m in members}
+    image = next((by_extension[e] for e in IMAGE_EXTENSIONS if e in by_extension), None)
+    metadata: dict[str, Any] = {}
+    try:
+        if "json" in by_extension:
+            fields = json.loads(tar.extractfile(by_extension["json"]).read().decode("utf-8"))
+            if not isinstance(fields, dict):
+                raise ValueError(f"a json member must hold an object, got {type(fields).__name__}")
+            metadata.update(fields)
+        for extension, column in MEMBER_COLUMNS.items():
+            if extension in by_extension:
+                if column in metadata:
+                    raise ValueError(f"{column!r} is both a json field and the {extension} member")
+                text = tar.extractfile(by_extension[extension]).read().decode("utf-8").strip()
+                metadata[column] = text
+    except (ValueError, UnicodeDecodeError) as error:
+        _refuse_or_skip(skip_bad, skipped, f"{path}:{key}", f"bad metadata: {error}")
+        return None, {}
+    return image, metadata
+
+
+def _split_name(name: str) -> tuple[str, str] | None:
+    match = _KEY.match(name)
+    return (match.group(1), match.group(2)) if match else None
+
+
+def _refuse_or_skip(skip_bad: bool, skipped: dict[str, str], where: str, reason: str) -> None:
+    if not skip_bad:
+        raise InputError(f"{where}: {reason} (--skip-bad leaves such samples out, counted)")
+    skipped[where] = reason
+
+
+class ShardImageLoader:
+    """``loader(row) -> uint8 [C, H, W]``: the image of sample ``row`` read from its shard by position
+    (picklable; each process opens a shard once, on first use).
+
+    Args:
+        shards: ``[S]`` shard paths.
+        shard, offset, size: ``[N]`` where each sample's image bytes are.
+        names: ``[N]`` the image member names (``key.ext``), for error messages.
+        image_size, channels, resize, max_pixels: as :class:`~clinfonce.data.files.FileImageLoader`.
+    """
+
+    def __init__(
+        self,
+        shards: Sequence[str],
+        shard: np.ndarray,
+        offset: np.ndarray,
+        size: np.ndarray,
+        names: Sequence[str],
+        image_size: int | tuple[int, int],
+        channels: int = 3,
+        resize: str = "center_crop",
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    ) -> None:
+        self.shards, self.shard, self.offset, self.size = list(shards), shard, offset, size
+        self.names = list(names)
+        self.image_size = size_pair(image_size)
+        self.channels, self.resize, self.max_pixels = channels, resize, max_pixels
+        self._files: dict[int, int] = {}
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_files": {}}  # descriptors do not travel to another process
+
+    def read(self, row: int) -> bytes:
+        """The image bytes of sample ``row``."""
+        number = int(self.shard[row])
+        fd = self._files.get(number)
+        if fd is None:
+            fd = self._files[number] = os.open(self.shards[number], os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        data = os.pread(fd, int(self.size[row]), int(self.offset[row]))
+        if len(data) != self.size[row]:
+            raise ImageFileError(self._name(row), "truncated shard: the member is cut off")
+        return data
+
+    def __call__(self, row: int) -> torch.Tensor:
+        name = self._name(row)
+        height, width = self.image_size
+        image = decode_image(self.read(row), name, self.max_pixels, (width, height))
+        try:
+            return torch.from_numpy(to_array(image, self.image_size, self.channels, self.resize, name))
+        finally:
+            image.close()
+
+    def _name(self, row: int) -> str:
+        return f"{self.shards[int(self.shard[row])]}:{self.names[row]}"
+
+
+__all__ = ["IMAGE_EXTENSIONS", "ShardImageLoader", "ShardIndex", "index_shards", "shard_paths"]
