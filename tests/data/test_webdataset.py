@@ -128,8 +128,10 @@ def test_truncated_shard_is_one_error_or_a_counted_skip(shards, tmp_path) -> Non
     with pytest.raises(InputError, match=r"cut\.tar: truncated shard.*--skip-bad"):
         load_dataset("webdataset", {"shards": [str(cut)], "image_size": 8})
     kept = load_dataset("webdataset", {"shards": [str(cut)], "image_size": 8}, skip_bad=True)
-    assert 0 < len(kept) < 6 and list(kept.skipped) == [str(cut)]
+    assert 0 < len(kept) < 6 and str(cut) in kept.skipped
     assert kept.table["path"].tolist() == [f"img/0_{i}" for i in range(len(kept))]
+    # the sample the cut ends in is left out and counted: the shard is cut after it
+    assert set(kept.skipped) - {str(cut)} <= {f"{cut}:img/0_{len(kept)}"}
 
 
 def test_bad_samples_and_shards_name_shard_and_member(tmp_path) -> None:
@@ -256,3 +258,56 @@ def test_training_on_packed_shards_equals_training_on_the_source(tmp_path) -> No
     assert packed.clusters.ids.tolist() == direct.clusters.ids.tolist()
     assert packed.training.epoch_loss[0] == pytest.approx(direct.training.epoch_loss[0], rel=1e-6)
     assert packed.metrics["linear_top1"] == pytest.approx(direct.metrics["linear_top1"], abs=1e-6)
+
+
+@pytest.mark.parametrize("tar_format", [tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT])
+def test_the_index_equals_tarfiles_reading(tmp_path, tar_format) -> None:
+    """Short names (the fast header scan) and names past 100 characters (ustar prefix, GNU and pax long
+    names: read by tarfile), folders and links among the members: keys, image offsets and sizes as
+    tarfile reads them."""
+    from clinfonce.data.shards import index_shards
+
+    long = "a" * 60 + "/" + "b" * 70
+    names = (
+        ["x/1", "x/2", long + "/3"]
+        if tar_format != tarfile.USTAR_FORMAT
+        else ["x/1", "x/2", long[:90] + "/3"]
+    )
+    for case, keys in (("short", names[:2]), ("long", names)):
+        path = tmp_path / f"{case}-{tar_format}.tar"
+        with tarfile.open(path, "w", format=tar_format) as tar:
+            folder = tarfile.TarInfo("x")
+            folder.type = tarfile.DIRTYPE
+            tar.addfile(folder)
+            for i, key in enumerate(keys):
+                for extension, data in (("jpg", image_bytes(i)), ("json", json.dumps({"i": i}).encode())):
+                    info = tarfile.TarInfo(f"{key}.{extension}")
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+            link = tarfile.TarInfo("x/link.jpg")
+            link.type, link.linkname = tarfile.SYMTYPE, "x/1.jpg"
+            tar.addfile(link)
+        index = index_shards([path])
+        with tarfile.open(path) as tar:
+            reference = {
+                m.name[: -len(".jpg")]: (m.offset_data, m.size)
+                for m in tar
+                if m.name.endswith(".jpg") and m.isfile()
+            }
+        assert index.keys == list(reference) == keys
+        assert list(zip(index.offset, index.size, strict=True)) == list(reference.values())
+        assert [m["i"] for m in index.metadata] == list(range(len(keys)))
+
+
+def test_a_corrupt_header_is_named(tmp_path) -> None:
+    path = tmp_path / "s.tar"
+    write_shard(path, [sample("a", 1, {}), sample("b", 2, {}), sample("c", 3, {})])
+    data = bytearray(path.read_bytes())
+    header = data.index(b"b.json")
+    data[header + 130] ^= 0x01  # a size digit: the header's checksum no longer matches
+    path.write_bytes(bytes(data))
+    with pytest.raises(InputError, match=r"s\.tar: corrupt shard: bad header after member 'b\.jpg'"):
+        load_dataset("webdataset", {"shards": [str(path)], "image_size": 8})
+    kept = load_dataset("webdataset", {"shards": [str(path)], "image_size": 8}, skip_bad=True)
+    assert kept.table["path"].tolist() == ["a"]  # b may lack members: left out, and counted
+    assert sorted(kept.skipped) == [str(path), f"{path}:b"]
