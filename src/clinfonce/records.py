@@ -100,6 +100,7 @@ class LossProgress:
         sum: sum of its steps' losses so far, over every process.
         steps: steps summed so far, over every process.
         train_seconds: wall-clock seconds of training so far, over resumes.
+        samples: training samples every finished epoch consumed, over every process (epoch -> count).
     """
 
     epochs: dict[int, float] = field(default_factory=dict)
@@ -107,6 +108,7 @@ class LossProgress:
     sum: float = 0.0
     steps: float = 0.0
     train_seconds: float = 0.0
+    samples: dict[int, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,7 @@ class CheckpointMeta:
             "sum": progress.sum,
             "steps": progress.steps,
             "train_seconds": progress.train_seconds,
+            "samples": dict(progress.samples),
         }
 
     @classmethod
@@ -151,6 +154,7 @@ class CheckpointMeta:
                 sum=float(loss.get("sum", 0.0)),
                 steps=float(loss.get("steps", 0.0)),
                 train_seconds=float(loss.get("train_seconds", 0.0)),
+                samples={int(k): int(v) for k, v in (loss.get("samples") or {}).items()},
             )
         except (TypeError, ValueError, AttributeError) as error:
             raise InputError(f"{source}: malformed training progress ({error})") from None
@@ -174,6 +178,8 @@ class TrainingSummary:
         global_batch: images per optimizer step over all processes.
         lr: the learning rate the optimizer started from (``optim.lr`` scaled by ``optim.lr_scaling``).
         precision: Lightning's precision the run trained in.
+        samples_per_epoch: training samples each epoch consumed over every process, in epoch order
+            (empty in a summary written before this was recorded).
     """
 
     epoch_loss: dict[int, float]
@@ -183,6 +189,7 @@ class TrainingSummary:
     global_batch: int
     lr: float
     precision: str
+    samples_per_epoch: list[int] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (``training.json``; epochs as string keys, ``n_bad_steps`` for readers of the file)."""
@@ -195,6 +202,7 @@ class TrainingSummary:
             "global_batch": self.global_batch,
             "lr": self.lr,
             "precision": self.precision,
+            "samples_per_epoch": list(self.samples_per_epoch),
         }
 
     @classmethod
@@ -208,6 +216,7 @@ class TrainingSummary:
                 global_batch=int(data["global_batch"]),
                 lr=float(data["lr"]),
                 precision=str(data["precision"]),
+                samples_per_epoch=[int(n) for n in data.get("samples_per_epoch", [])],
             )
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise InputError(

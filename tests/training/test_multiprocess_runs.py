@@ -111,6 +111,32 @@ _RECORDING_SCRIPT = textwrap.dedent(
 )
 
 
+def test_two_processes_on_webdataset_shards_see_every_sample_once_per_epoch(tmp_path) -> None:
+    """The shapes data packed into 5 uneven shards and trained by 2 processes: each epoch the processes'
+    samples are disjoint and together every training sample once, as training.json's samples_per_epoch
+    records."""
+    from clinfonce.data.pack import pack_dataset
+
+    pack_dataset(shapes_dataset(n_train=256, n_test=64, seed=4), tmp_path / "shards", shard_size=60)
+    script = tmp_path / "train_recording.py"
+    script.write_text(_RECORDING_SCRIPT)
+    run = tmp_path / "run"
+    shards = [
+        "data.name=webdataset",
+        f"data.options={{shards: [{tmp_path / 'shards'}], image_size: 32, resize: stretch}}",
+        "clusters.attributes=[round, hollow]",
+        "clusters.top_k=2",
+    ]
+    not_shapes = [item for item in SMALL if not item.startswith("data.")]
+    settings = [*not_shapes, *TWO_PROCESSES, *shards, "train.epochs=2", f"train.out={run}"]
+    _run([sys.executable, str(script), str(tmp_path), *settings], tmp_path)
+    for epoch in range(2):
+        seen = [json.loads((tmp_path / f"rows-{epoch}-{rank}.json").read_text()) for rank in range(2)]
+        assert [len(rows) for rows in seen] == [128, 128] and set(seen[0]).isdisjoint(seen[1])
+        assert set(seen[0]) | set(seen[1]) == set(range(64, 320))  # shards in name order: test-*, then train-*
+    assert json.loads((run / "training.json").read_text())["samples_per_epoch"] == [256, 256]
+
+
 def test_torchrun_shards_every_epoch_and_kmeans_reclusters_on_rank_0(tmp_path) -> None:
     """torchrun --standalone --nproc_per_node 2: Lightning takes the processes torchrun started. Each
     epoch the two shards are disjoint and together are every training image once (256 = 4 global batches of
@@ -245,8 +271,10 @@ def test_two_processes_resume_in_the_middle_of_an_epoch_exactly(tmp_path) -> Non
     b = torch.load(resumed / "encoder.pt", weights_only=True)["state_dict"]
     for key in a:
         assert torch.equal(a[key], b[key]), key
-    losses = [json.loads((run / "training.json").read_text())["epoch_loss"] for run in (straight, resumed)]
-    assert losses[0] == losses[1]
+    summaries = [json.loads((run / "training.json").read_text()) for run in (straight, resumed)]
+    assert summaries[0]["epoch_loss"] == summaries[1]["epoch_loss"]
+    # every epoch consumed all 256 training images over both processes, the resumed one too
+    assert summaries[0]["samples_per_epoch"] == summaries[1]["samples_per_epoch"] == [256, 256]
 
 
 def _free_port() -> int:

@@ -67,10 +67,13 @@ def test_training_summary_and_checkpoint_records_round_trip(trained) -> None:
     summary = trained.training
     assert TrainingSummary.from_dict(summary.to_dict(), "x") == summary
     assert summary.global_batch == 32 and summary.world_size == 1 and summary.bad_steps == []
+    # TINY_SHAPES: 256 training images in batches of 32, one epoch
+    assert summary.samples_per_epoch == [256]
     checkpoint = torch.load(trained.files.last_checkpoint, weights_only=True)
     meta = CheckpointMeta.read(checkpoint, "last.ckpt")
     assert meta.encoder == trained.encoder.info and meta.world_size == 1
     assert meta.progress.epochs == summary.epoch_loss
+    assert list(meta.progress.samples.values()) == summary.samples_per_epoch
     written: dict = {}
     meta.write_into(written)
     assert CheckpointMeta.read(written, "again") == meta

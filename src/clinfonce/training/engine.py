@@ -200,6 +200,7 @@ def train(
             global_batch=config.optim.batch_size * trainer.world_size,
             lr=module.lr,
             precision=str(trainer.precision),
+            samples_per_epoch=[module.epoch_samples[e] for e in sorted(module.epoch_samples)],
         )
         encoder = module.trained_encoder(dataset.class_names)
         trained_clusters = module.cluster_ids.cpu().numpy()

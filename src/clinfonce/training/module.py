@@ -102,6 +102,8 @@ class ContrastiveModule(L.LightningModule):
         self.lr = config.optim.lr
         #: mean training loss of every finished epoch (the training curve; kept in checkpoints)
         self.epoch_losses: dict[int, float] = {}
+        #: training samples every finished epoch consumed, over every process (kept in checkpoints)
+        self.epoch_samples: dict[int, int] = {}
         # the running sum over the current epoch's steps, on the device (no sync per step)
         self._loss_sum: Tensor | None = None
         # steps summed on this process (a float: a resume hands each process an equal share of the total)
@@ -190,6 +192,7 @@ class ContrastiveModule(L.LightningModule):
         total = self.trainer.strategy.reduce(total, reduce_op="sum") if self.trainer.world_size > 1 else total
         mean = float(total[0] / total[1])
         self.epoch_losses[self._loss_epoch] = mean
+        self.epoch_samples[self._loss_epoch] = round(float(total[1])) * self.config.optim.batch_size
         self._loss_sum, self._loss_steps = None, 0.0
         return mean
 
@@ -229,6 +232,7 @@ class ContrastiveModule(L.LightningModule):
             unfinished["sum"],
             unfinished["steps"],
             self.train_seconds(),
+            dict(self.epoch_samples),
         )
         CheckpointMeta(self.encoder_info(), self.trainer.world_size, progress).write_into(checkpoint)
 
@@ -236,6 +240,7 @@ class ContrastiveModule(L.LightningModule):
         progress = CheckpointMeta.read(checkpoint, "the checkpoint").progress
         self._seconds_before = progress.train_seconds
         self.epoch_losses = dict(progress.epochs)
+        self.epoch_samples = dict(progress.samples)
         # the sum is over every process of the run: each takes an equal share, so the epoch's reduction
         # adds them up again (a resume has as many processes: the engine checks it)
         world = self.trainer.world_size if self._trainer is not None else 1
