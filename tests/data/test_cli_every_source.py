@@ -65,6 +65,24 @@ def _webdataset(root: Path) -> list[str]:
     return ["--root", str(root), *[f"--data-option={option}" for option in options]]
 
 
+def _hf(root: Path) -> list[str]:
+    import datasets
+    import numpy as np
+    from PIL import Image
+
+    pictures = [Image.fromarray(np.full((8, 8, 3), 30 * i, np.uint8)) for i in range(6)]
+    columns = {
+        "image": pictures,
+        "label": [f"class{i % 2}" for i in range(6)],
+        "colour": ["red", "blue", "green"] * 2,
+    }
+    full = datasets.Dataset.from_dict(columns)
+    datasets.DatasetDict({"train": full.select(range(4)), "test": full.select(range(4, 6))}).save_to_disk(
+        str(root)
+    )
+    return [f"--data-option=path={root}", "--data-option=attributes=[colour]"]
+
+
 #: source -> (fixture writer returning the source arguments, stage-1 arguments, expected row count)
 SOURCES: dict[str, tuple[Callable[[Path], list[str]], list[str], int]] = {
     "table": (_table, ["--top-k", "2"], 6),
@@ -77,6 +95,7 @@ SOURCES: dict[str, tuple[Callable[[Path], list[str]], list[str], int]] = {
     "omniglot": (_omniglot, ["--level", "0"], 40),
     "utkface": (lambda root: ["--root", str(write_utkface(root))], ["--top-k", "2"], 8),
     "webdataset": (_webdataset, ["--top-k", "2"], 12),
+    "hf": (_hf, ["--top-k", "2"], 6),
 }
 
 #: for the hierarchies written by hand in the fixtures: the cluster each class must land in (by hand,

@@ -133,7 +133,9 @@ def test_two_processes_on_webdataset_shards_see_every_sample_once_per_epoch(tmp_
     for epoch in range(2):
         seen = [json.loads((tmp_path / f"rows-{epoch}-{rank}.json").read_text()) for rank in range(2)]
         assert [len(rows) for rows in seen] == [128, 128] and set(seen[0]).isdisjoint(seen[1])
-        assert set(seen[0]) | set(seen[1]) == set(range(64, 320))  # shards in name order: test-*, then train-*
+        assert set(seen[0]) | set(seen[1]) == set(
+            range(64, 320)
+        )  # shards in name order: test-*, then train-*
     assert json.loads((run / "training.json").read_text())["samples_per_epoch"] == [256, 256]
 
 

@@ -23,7 +23,14 @@ import numpy as np
 import pandas as pd
 
 from clinfonce.data.dataset import AuxInfo, ImageDataset, ImageLoader, encode_labels
-from clinfonce.data.files import FileImageLoader, check_image_options, screen_files, size_pair
+from clinfonce.data.files import (
+    SKIP_HINT,
+    FileImageLoader,
+    ImageFileError,
+    check_image_options,
+    screen_files,
+    size_pair,
+)
 from clinfonce.data.options import FileOptions, check_fraction, check_stats
 from clinfonce.data.paths import WNID
 from clinfonce.data.splits import DEFAULT_TEST_FRACTION, training_sample, with_validation
@@ -177,6 +184,31 @@ def finish_dataset(
         root=root,
         skipped=skipped,
     )
+
+
+def screen_by_loading(
+    loader: ImageLoader, n: int, check: bool, skip_bad: bool
+) -> tuple[np.ndarray, dict[str, str]]:
+    """The ``check_files`` policy of sources whose images are not files (shards, Arrow data): with ``check``,
+    load every image now; the first bad one is an :class:`InputError` naming it, or with ``skip_bad`` it is
+    left out and listed. Without ``check`` every image is kept (a bad one fails when it is read).
+
+    Returns:
+        ``(bool [n] keep, {name: reason} of the dropped images)``.
+    """
+    keep = np.ones(n, dtype=bool)
+    skipped: dict[str, str] = {}
+    if not check:
+        return keep, skipped
+    for row in range(n):
+        try:
+            loader(row)
+        except ImageFileError as error:
+            if not skip_bad:
+                raise InputError(f"{error} {SKIP_HINT}") from None
+            keep[row] = False
+            skipped[error.path] = error.reason
+    return keep, skipped
 
 
 def _rows_kept(

@@ -79,6 +79,14 @@ DATASETS: dict[str, Source] = {
             "WebDataset tar shards (key.jpg + key.json / .txt / .cls), indexed once, read by position",
         ),
         Source(
+            "hf",
+            "hf",
+            "HfOptions",
+            "load",
+            True,
+            "a Hugging Face dataset on disk: a save_to_disk folder or Parquet files with an image column",
+        ),
+        Source(
             "table",
             "table",
             "TableOptions",

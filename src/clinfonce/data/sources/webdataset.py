@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 
 from clinfonce.data.dataset import AuxInfo, ImageDataset
-from clinfonce.data.file_backed import UserImagesOptions, finish_dataset
-from clinfonce.data.files import SKIP_HINT, ImageFileError, check_image_options, size_pair
+from clinfonce.data.file_backed import UserImagesOptions, finish_dataset, screen_by_loading
+from clinfonce.data.files import check_image_options, size_pair
 from clinfonce.data.shards import ShardIndex, index_shards, shard_paths
 from clinfonce.data.sources.table import RESERVED_COLUMNS, auto_column, label_names
 from clinfonce.data.splits import normalise_split, stratified_pick
@@ -127,7 +127,9 @@ def load(options: WebDatasetOptions, skip_bad: bool = False) -> ImageDataset:
         "webdataset",
         table,
         options,
-        screen=lambda table, rows: _screen(index, table, options, skip_bad),
+        screen=lambda table, rows: screen_by_loading(
+            _loader(index, table, options)[0], len(table), options.check_files, skip_bad
+        ),
         loader=lambda table: _loader(index, table, options),
         mean=options.mean,
         std=options.std,
@@ -144,26 +146,6 @@ def _loader(index: ShardIndex, table: pd.DataFrame, options: WebDatasetOptions):
         size_pair(options.image_size), options.channels, options.resize, options.max_pixels, rows
     )
     return loader, table.drop(columns=_SAMPLE)
-
-
-def _screen(
-    index: ShardIndex, table: pd.DataFrame, options: WebDatasetOptions, skip_bad: bool
-) -> tuple[np.ndarray, dict[str, str]]:
-    """With ``check_files``: decode every image now (a bad one is an error, or with ``skip_bad`` left out)."""
-    keep = np.ones(len(table), dtype=bool)
-    if not options.check_files:
-        return keep, {}
-    loader, _ = _loader(index, table, options)
-    skipped: dict[str, str] = {}
-    for row in range(len(table)):
-        try:
-            loader(row)
-        except ImageFileError as error:
-            if not skip_bad:
-                raise InputError(f"{error} {SKIP_HINT}") from None
-            keep[row] = False
-            skipped[error.path] = error.reason
-    return keep, skipped
 
 
 __all__ = ["WebDatasetOptions", "load"]
