@@ -311,3 +311,28 @@ def test_a_corrupt_header_is_named(tmp_path) -> None:
     kept = load_dataset("webdataset", {"shards": [str(path)], "image_size": 8}, skip_bad=True)
     assert kept.table["path"].tolist() == ["a"]  # b may lack members: left out, and counted
     assert sorted(kept.skipped) == [str(path), f"{path}:b"]
+
+
+def test_a_run_on_shards_resumes_in_the_middle_of_an_epoch_exactly(tmp_path) -> None:
+    """Continued from the checkpoint after step 3 of 4 (epoch 0), a run on shards ends with bitwise the
+    weights and the curve of the uninterrupted run: the shards are read by position, in the sampler's order."""
+    import clinfonce
+    from clinfonce.data.registry import load_dataset as load_source
+
+    pack_dataset(load_source("shapes", {"n_train": 128, "n_test": 16, "seed": 4}), tmp_path / "shards", 40)
+    settings = {
+        "data.name": "webdataset",
+        "data.options": {"shards": [str(tmp_path / "shards")], "image_size": 32, "resize": "stretch"},
+        "clusters.source": "none", "method.name": "simclr", "model.width": 8, "model.head_dim": 16,
+        "optim.batch_size": 32, "train.epochs": 2, "train.progress_bar": False,
+        "train.checkpoint_every_n_steps": 3,
+    }  # fmt: skip
+    straight = clinfonce.train("shapes", {**settings, "train.out": str(tmp_path / "a")}, evaluate=False)
+    (step_3,) = (tmp_path / "a" / "checkpoints").glob("step00000003*.ckpt")
+    resumed = clinfonce.train(
+        "shapes", {**settings, "train.out": str(tmp_path / "b"), "train.resume": str(step_3)}, evaluate=False
+    )
+    for name, value in straight.encoder.network.state_dict().items():
+        assert torch.equal(value, resumed.encoder.network.state_dict()[name]), name
+    assert straight.training.epoch_loss == resumed.training.epoch_loss
+    assert resumed.training.samples_per_epoch == [128, 128]
