@@ -194,9 +194,10 @@ class TrainConfig:
     devices: int | str = 1
     num_nodes: int = 1
     strategy: str = "auto"
-    #: with several processes, batch norm statistics over the global batch (GlobalBatchNorm, on any device);
-    #: false: each process normalises its own share of the batch
-    sync_batchnorm: bool = False
+    #: batch norm statistics over the global batch of every process (GlobalBatchNorm, on any device), so
+    #: several processes train as one; null (default): when several processes train; false: each process
+    #: normalises its own share of the batch (DDP's default)
+    sync_batchnorm: bool | None = None
     checkpoint_every_n_epochs: int = 1
     #: also keep a checkpoint every this many optimizer steps (None: only per epoch)
     checkpoint_every_n_steps: int | None = None

@@ -88,8 +88,6 @@ class ContrastiveModule(L.LightningModule):
         self.image_input = image_input
         inputs = ObjectiveInputs(config, self.encoder, n_classes, n_clusters, attribute_targets, tag_vectors)
         self.objective = build_objective(inputs) if METHODS[config.method.name].trains else None
-        if config.train.sync_batchnorm:  # normalise over the global batch of every process
-            globalise(self)
         if config.model.channels_last:
             self.encoder.to(memory_format=torch.channels_last)
         ids = torch.full((n_rows,), -1, dtype=torch.long) if cluster_ids is None else cluster_ids.long()
@@ -115,6 +113,9 @@ class ContrastiveModule(L.LightningModule):
         self._seconds_before, self._started = 0.0, time.perf_counter()
 
     def setup(self, stage: str) -> None:
+        sync = self.config.train.sync_batchnorm
+        if sync or (sync is None and self.trainer.world_size > 1):
+            globalise(self)  # normalise over the global batch of every process: W processes train as one
         # Contrast against the whole global batch when several processes train together.
         loss_fn = getattr(self.objective, "loss_fn", None)
         if loss_fn is not None:
@@ -133,12 +134,18 @@ class ContrastiveModule(L.LightningModule):
 
     def training_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> Tensor:
         images, labels, rows = batch
-        # The views are a function of (seed, step, rank), so a run resumed from any checkpoint, also one
-        # saved in the middle of an epoch, sees exactly the views an uninterrupted run would have seen.
-        self.generator.manual_seed(
-            (self.config.train.seed * 1_000_003 + self.global_step) * 1_009 + self.global_rank
-        )
-        views = self.augment(images, generator=self.generator)  # [B, V, 3, S, S]
+        # The views are a function of (seed, step) and of the image's place in the global batch: a run
+        # resumed from any checkpoint, also one saved in the middle of an epoch, sees exactly the views an
+        # uninterrupted run would have seen, and W processes draw the views one process would (each process
+        # draws the global batch's choices and keeps the rows of its images: positions rank, rank + W, ...
+        # of the sampler's global batch).
+        self.generator.manual_seed((self.config.train.seed * 1_000_003 + self.global_step) * 1_009)
+        world = self.trainer.world_size
+        height, width = images.shape[2:]
+        params = self.augment.sample(images.shape[0] * world, height, width, images.device, self.generator)
+        if world > 1:
+            params = params.select(slice(self.global_rank, None, world))
+        views = self.augment.apply(images, params)  # [B, V, 3, S, S]
         n, v = views.shape[:2]
         # [B * V, 3, S, S] in the weights' dtype (64-true precision trains in float64)
         flat = views.flatten(0, 1).to(next(self.encoder.parameters()).dtype)
