@@ -16,7 +16,13 @@ import numpy as np
 import pandas as pd
 
 from clinfonce.clusters.assignment import ClusterAssignment
-from clinfonce.clusters.attributes import TopKError, attribute_clusters, binarize, rank_attributes
+from clinfonce.clusters.attributes import (
+    BinaryAttributes,
+    TopKError,
+    attribute_clusters,
+    binarize,
+    rank_attributes,
+)
 from clinfonce.clusters.hierarchy import Parents, hierarchy_clusters
 from clinfonce.clusters.kmeans import kmeans_clusters
 from clinfonce.clusters.spec import ClusterSpec
@@ -109,15 +115,7 @@ def tag_vectors(
         name: what the data is called in messages.
     """
     columns, tags = _attribute_columns(spec, aux, name)
-    return binarize(
-        table,
-        columns,
-        tags=tags,
-        bins=spec.bins or None,
-        top_tags=spec.top_tags,
-        tag_separator=spec.tag_separator,
-        min_tag_count=spec.min_tag_count,
-    ).tag_matrix()
+    return _binary_attributes(spec, table, columns, tags).tag_matrix()
 
 
 def tag_vectors_for_dataset(spec: ClusterSpec, dataset: ImageDataset, rows: np.ndarray) -> TagMatrix:
@@ -170,15 +168,7 @@ def attribute_targets(
     name = f"dataset {dataset.name!r}"
     columns, tags = _attribute_columns(spec, dataset.aux, name)
     with _top_k_named(spec, columns, tags, name):
-        attributes = binarize(
-            table,
-            columns,
-            tags=tags,
-            bins=spec.bins or None,
-            top_tags=spec.top_tags,
-            tag_separator=spec.tag_separator,
-            min_tag_count=spec.min_tag_count,
-        )
+        attributes = _binary_attributes(spec, table, columns, tags)
         ranking = rank_attributes(attributes)
         if spec.top_k > len(ranking.names):
             raise TopKError("top_k too large", len(ranking.names))
@@ -196,6 +186,22 @@ def _attribute_columns(spec: ClusterSpec, aux: AuxInfo | None, name: str) -> tup
     return list(spec.attributes or []), list(spec.tags or [])
 
 
+def _binary_attributes(
+    spec: ClusterSpec, table: pd.DataFrame, columns: list[str], tags: list[str]
+) -> BinaryAttributes:
+    """The binary attributes of ``table``'s attribute ``columns`` and tag columns ``tags`` under the binning
+    and tag settings of ``spec``: what attribute clusters, attribute targets and tag vectors all start from."""
+    return binarize(
+        table,
+        columns,
+        tags=tags,
+        bins=spec.bins or None,
+        top_tags=spec.top_tags,
+        tag_separator=spec.tag_separator,
+        min_tag_count=spec.min_tag_count,
+    )
+
+
 @contextlib.contextmanager
 def _top_k_named(spec: ClusterSpec, columns: list[str], tags: list[str], name: str) -> Iterator[None]:
     """Re-raise a :class:`TopKError` naming the setting as the user wrote it, not the library's parameter."""
@@ -211,16 +217,7 @@ def _top_k_named(spec: ClusterSpec, columns: list[str], tags: list[str], name: s
 def _attributes(spec: ClusterSpec, table: pd.DataFrame, aux: AuxInfo | None, name: str) -> ClusterAssignment:
     columns, tags = _attribute_columns(spec, aux, name)
     with _top_k_named(spec, columns, tags, name):
-        return attribute_clusters(
-            table,
-            columns,
-            k=spec.top_k,
-            tags=tags,
-            bins=spec.bins or None,
-            top_tags=spec.top_tags,
-            tag_separator=spec.tag_separator,
-            min_tag_count=spec.min_tag_count,
-        )
+        return attribute_clusters(_binary_attributes(spec, table, columns, tags), k=spec.top_k)
 
 
 def _hierarchy(

@@ -148,3 +148,31 @@ def normalise_split(value: object, where: str) -> str:
     if split is None:
         raise InputError(f"{where}: split {value!r} is not one of train, val, test")
     return split
+
+
+def split_cells_or_seeded(
+    table: pd.DataFrame,
+    cells: Sequence[object] | pd.Series | None,
+    where: Callable[[int], str],
+    test_fraction: float,
+    seed: int,
+) -> np.ndarray:
+    """Each row's split: from its split cell when the data has a split column, else ``train`` with a seeded
+    ``test_fraction`` of each class (:func:`stratified_pick`) as ``test``.
+
+    Args:
+        table: ``[N]`` rows with ``class`` and ``path`` columns.
+        cells: ``[N]`` split cells (:func:`normalise_split`), or None.
+        where: row number -> where that row is, for the message of a bad cell.
+        test_fraction: the fraction of each class for the test split without cells.
+        seed: the seed of that pick.
+
+    Returns:
+        ``object [N]`` of ``"train"`` / ``"val"`` / ``"test"``.
+    """
+    if cells is not None:
+        return np.array([normalise_split(value, where(i)) for i, value in enumerate(cells)], dtype=object)
+    splits = np.full(len(table), "train", dtype=object)
+    if test_fraction:
+        splits[stratified_pick(table["class"], table["path"], test_fraction, seed)] = "test"
+    return splits

@@ -37,7 +37,7 @@ from clinfonce.data.dataset import AuxInfo, ImageDataset, is_missing
 from clinfonce.data.file_backed import UserImagesOptions, check_wordnet_classes, file_dataset
 from clinfonce.data.options import OptionError, check_choice
 from clinfonce.data.paths import existing_dir, safe_path
-from clinfonce.data.splits import normalise_split, stratified_pick
+from clinfonce.data.splits import split_cells_or_seeded
 from clinfonce.data.tables import check_encoding, read_table, require_columns
 from clinfonce.errors import InputError
 
@@ -135,16 +135,13 @@ def load(options: TableOptions, skip_bad: bool = False) -> ImageDataset:
     ]
     classes = label_names(frame[label_col]) if label_col else [None] * len(frame)
     table = pd.DataFrame({"path": paths, "class": pd.Series(classes, dtype=object)})
-    if split_col:
-        table["split"] = [
-            normalise_split(value, f"{source}: row {i}, column {split_col!r}")
-            for i, value in enumerate(frame[split_col])
-        ]
-    else:
-        table["split"] = "train"
-        if options.test_fraction:
-            test = stratified_pick(table["class"], table["path"], options.test_fraction, options.seed)
-            table.loc[test, "split"] = "test"
+    table["split"] = split_cells_or_seeded(
+        table,
+        frame[split_col] if split_col else None,
+        lambda i: f"{source}: row {i}, column {split_col!r}",
+        options.test_fraction,
+        options.seed,
+    )
     skipped_columns = {*named, *RESERVED_COLUMNS, *table.columns, *([hierarchy_col] if hierarchy_col else [])}
     for column in dict.fromkeys([*attributes, *tags, *frame.columns]):
         if column in attributes or column in tags or column not in skipped_columns:

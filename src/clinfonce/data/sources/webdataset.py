@@ -30,7 +30,7 @@ from clinfonce.data.file_backed import UserImagesOptions, finish_dataset, screen
 from clinfonce.data.files import check_image_options, size_pair
 from clinfonce.data.shards import ShardIndex, index_shards, shard_paths
 from clinfonce.data.sources.table import RESERVED_COLUMNS, auto_column, label_names
-from clinfonce.data.splits import normalise_split, stratified_pick
+from clinfonce.data.splits import split_cells_or_seeded
 from clinfonce.errors import InputError
 
 _SHARD_OPTIONS = {"train": "shards", "test": "test_shards", "val": "val_shards"}
@@ -108,16 +108,14 @@ def load(options: WebDatasetOptions, skip_bad: bool = False) -> ImageDataset:
     table = pd.DataFrame({"path": index.keys, "class": label_names(frame[label_col]) if label_col else None})
     if options.test_shards:
         table["split"] = np.asarray(split_of_shard, dtype=object)[index.shard]
-    elif split_col:
-        table["split"] = [
-            normalise_split(value, f"{paths[index.shard[i]]}:{index.keys[i]}, field {split_col!r}")
-            for i, value in enumerate(frame[split_col])
-        ]
     else:
-        table["split"] = "train"
-        if options.test_fraction:
-            test = stratified_pick(table["class"], table["path"], options.test_fraction, options.seed)
-            table.loc[test, "split"] = "test"
+        table["split"] = split_cells_or_seeded(
+            table,
+            frame[split_col] if split_col else None,
+            lambda i: f"{paths[index.shard[i]]}:{index.keys[i]}, field {split_col!r}",
+            options.test_fraction,
+            options.seed,
+        )
     for column in frame.columns:
         if column not in {label_col, split_col, *RESERVED_COLUMNS}:
             table[column] = frame[column]
