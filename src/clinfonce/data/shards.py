@@ -35,7 +35,9 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
+import pandas as pd
 import torch
+from pandas.api.types import union_categoricals
 
 from clinfonce.data.files import DEFAULT_MAX_PIXELS, ImageFileError, decode_image, size_pair, to_array
 from clinfonce.errors import InputError
@@ -84,26 +86,29 @@ def shard_paths(spec: str | Sequence[str], what: str = "shards") -> list[Path]:
 
 @dataclass
 class ShardIndex:
-    """Every sample of a list of shards: where its image is, and its metadata.
+    """Every sample of a list of shards: where its image is, and its metadata, in compact columns (a few
+    dozen bytes per sample besides the metadata's own values: no Python object per sample).
 
     Attributes:
         shards: ``[S]`` the shard files.
-        keys: ``[N]`` the sample keys (unique over all shards), in shard order.
+        keys: ``[N]`` the sample keys (unique over all shards), in shard order: a pandas string array
+            (Arrow-backed where pyarrow is installed).
         shard: ``int32 [N]`` the shard of each sample.
         offset, size: ``int64 [N]`` where its image bytes are in the shard.
-        extension: ``[N]`` its image member's extension (for messages).
-        metadata: ``[N]`` dicts: the json fields, ``caption`` and ``label`` of each sample.
+        extension: ``[N]`` its image member's extension (categorical; for messages).
+        metadata: ``[N]`` rows: the json fields, ``caption`` and ``label`` of each sample (a field a
+            sample lacks is missing).
         skipped: ``"shard:member" -> reason`` of what ``skip_bad`` left out (truncated shards, samples
             without an image).
     """
 
     shards: list[Path]
-    keys: list[str] = field(default_factory=list)
-    shard: list[int] = field(default_factory=list)
-    offset: list[int] = field(default_factory=list)
-    size: list[int] = field(default_factory=list)
-    extension: list[str] = field(default_factory=list)
-    metadata: list[dict[str, Any]] = field(default_factory=list)
+    keys: pd.api.extensions.ExtensionArray
+    shard: np.ndarray
+    offset: np.ndarray
+    size: np.ndarray
+    extension: pd.Categorical
+    metadata: pd.DataFrame
     skipped: dict[str, str] = field(default_factory=dict)
 
     def loader(
@@ -118,10 +123,11 @@ class ShardIndex:
         rows = np.arange(len(self.keys)) if rows is None else np.asarray(rows)
         return ShardImageLoader(
             [str(path) for path in self.shards],
-            np.asarray(self.shard, dtype=np.int32)[rows],
-            np.asarray(self.offset, dtype=np.int64)[rows],
-            np.asarray(self.size, dtype=np.int64)[rows],
-            [f"{self.keys[i]}.{self.extension[i]}" for i in rows],
+            self.shard[rows],
+            self.offset[rows],
+            self.size[rows],
+            self.keys.take(rows),
+            self.extension.take(rows),
             image_size,
             channels,
             resize,
@@ -131,33 +137,65 @@ class ShardIndex:
 
 def index_shards(paths: Sequence[Path], skip_bad: bool = False) -> ShardIndex:
     """Index the samples of ``paths`` (see the module docstring); reads tar headers and metadata members
-    only.
+    only, one shard at a time (what a shard's samples take as Python objects is freed before the next).
 
     Raises:
         InputError: a shard that is not a tar file, truncated, or with a sample without an image or with
             broken metadata (each naming the shard and the member), unless ``skip_bad`` leaves such samples
             out (listed in :attr:`ShardIndex.skipped`); a key in two samples (naming both places).
     """
-    index = ShardIndex(list(paths))
-    seen: dict[str, str] = {}
-    for number, path in enumerate(paths):
-        for key, image, metadata in _samples(path, skip_bad, index.skipped):
-            where = f"{path}:{key}"
-            if key in seen:
-                raise InputError(
-                    f"{where}: the key {key!r} is also a sample of {seen[key]}; keys must be unique"
-                )
-            seen[key] = str(path)
+    skipped: dict[str, str] = {}
+    chunks: list[tuple[pd.Series, np.ndarray, np.ndarray, pd.Categorical, pd.DataFrame]] = []
+    for path in paths:
+        keys, offsets, sizes, extensions, metadata = [], [], [], [], []
+        for key, image, fields in _samples(path, skip_bad, skipped):
             if image is None:
-                _refuse_or_skip(skip_bad, index.skipped, where, "no image member (jpg, jpeg, png or webp)")
+                _refuse_or_skip(
+                    skip_bad, skipped, f"{path}:{key}", "no image member (jpg, jpeg, png or webp)"
+                )
                 continue
-            index.keys.append(key)
-            index.shard.append(number)
-            index.offset.append(image.offset)
-            index.size.append(image.size)
-            index.extension.append(_split_name(image.name)[1])
-            index.metadata.append(metadata)
-    return index
+            keys.append(key)
+            offsets.append(image.offset)
+            sizes.append(image.size)
+            extensions.append(_split_name(image.name)[1])
+            metadata.append(fields)
+        chunks.append(
+            (
+                pd.Series(keys, dtype="str"),
+                np.asarray(offsets, dtype=np.int64),
+                np.asarray(sizes, dtype=np.int64),
+                pd.Categorical(extensions),
+                pd.DataFrame.from_records(metadata, index=pd.RangeIndex(len(keys))),
+            )
+        )
+    counts = [len(chunk[0]) for chunk in chunks]
+    keys = (
+        pd.concat([chunk[0] for chunk in chunks], ignore_index=True) if chunks else pd.Series([], dtype="str")
+    )
+    _refuse_duplicate_keys(keys, np.repeat(np.arange(len(paths)), counts), paths)
+    return ShardIndex(
+        shards=list(paths),
+        keys=keys.array,
+        shard=np.repeat(np.arange(len(paths), dtype=np.int32), counts),
+        offset=np.concatenate([chunk[1] for chunk in chunks]) if chunks else np.zeros(0, np.int64),
+        size=np.concatenate([chunk[2] for chunk in chunks]) if chunks else np.zeros(0, np.int64),
+        extension=union_categoricals([chunk[3] for chunk in chunks]) if chunks else pd.Categorical([]),
+        metadata=pd.concat([chunk[4] for chunk in chunks], ignore_index=True) if chunks else pd.DataFrame(),
+        skipped=skipped,
+    )
+
+
+def _refuse_duplicate_keys(keys: pd.Series, shard: np.ndarray, paths: Sequence[Path]) -> None:
+    """An :class:`InputError` naming the second place of the first key held by two samples."""
+    repeated = keys.duplicated().to_numpy()
+    if repeated.any():
+        second = int(np.argmax(repeated))
+        key = keys.iloc[second]
+        first = int(np.argmax((keys == key).to_numpy()))
+        raise InputError(
+            f"{paths[shard[second]]}:{key}: the key {key!r} is also a sample of {paths[shard[first]]}; "
+            "keys must be unique"
+        )
 
 
 class Member(NamedTuple):
@@ -330,7 +368,7 @@ class ShardImageLoader:
     Args:
         shards: ``[S]`` shard paths.
         shard, offset, size: ``[N]`` where each sample's image bytes are.
-        names: ``[N]`` the image member names (``key.ext``), for error messages.
+        keys, extensions: ``[N]`` each image member's key and extension, for error messages.
         image_size, channels, resize, max_pixels: as :class:`~clinfonce.data.files.FileImageLoader`.
     """
 
@@ -340,20 +378,21 @@ class ShardImageLoader:
         shard: np.ndarray,
         offset: np.ndarray,
         size: np.ndarray,
-        names: Sequence[str],
+        keys: Sequence[str],
+        extensions: Sequence[str],
         image_size: int | tuple[int, int],
         channels: int = 3,
         resize: str = "center_crop",
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
     ) -> None:
         self.shards, self.shard, self.offset, self.size = list(shards), shard, offset, size
-        self.names = list(names)
+        self.keys, self.extensions = keys, extensions
         self.image_size = size_pair(image_size)
         self.channels, self.resize, self.max_pixels = channels, resize, max_pixels
         self._files: dict[int, int] = {}
 
     def __len__(self) -> int:
-        return len(self.names)
+        return len(self.keys)
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_files": {}}  # descriptors do not travel to another process
@@ -379,7 +418,7 @@ class ShardImageLoader:
             image.close()
 
     def _name(self, row: int) -> str:
-        return f"{self.shards[int(self.shard[row])]}:{self.names[row]}"
+        return f"{self.shards[int(self.shard[row])]}:{self.keys[row]}.{self.extensions[row]}"
 
 
 __all__ = ["IMAGE_EXTENSIONS", "ShardImageLoader", "ShardIndex", "index_shards", "shard_paths"]

@@ -87,10 +87,9 @@ def load(options: WebDatasetOptions, skip_bad: bool = False) -> ImageDataset:
             paths += found
             split_of_shard += [split] * len(found)
     index = index_shards(paths, skip_bad)
-    if not index.keys:
+    if len(index.keys) == 0:
         raise InputError(f"{options.shards}: the shards hold no sample with an image")
-    frame = pd.DataFrame.from_records(index.metadata)
-    frame.index = range(len(index.keys))
+    frame = index.metadata
     clash = sorted(set(frame.columns) & {"path"})
     if clash:
         raise InputError(f"{paths[0]}: a json field is named {clash[0]!r}, which is the sample key's column")
