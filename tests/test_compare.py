@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -252,3 +254,16 @@ def test_a_failed_run_gives_exit_status_1(tmp_path, capsys) -> None:
     assert main(args) == 1
     captured = capsys.readouterr()
     assert "1 run(s) FAILED" in captured.out and "Traceback" not in captured.err
+
+
+STUDIES = sorted((Path(__file__).resolve().parents[1] / "studies").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("study", STUDIES, ids=[path.stem for path in STUDIES])
+def test_committed_study_files_plan(study: Path) -> None:
+    """Every study in ``studies/`` (the commands docs/results.md cites) still resolves: each run's config
+    is checked without opening the data."""
+    runs = plan(load_spec(study))
+    spec = yaml.safe_load(study.read_text())
+    assert {run.method for run in runs} == set(spec["methods"])
+    assert {run.config.train.seed for run in runs} == set(spec["seeds"])
