@@ -22,19 +22,23 @@ TRAIN_EXTRA = (
     "tabulate",
 )
 
-_BLOCK = f"""
+_BLOCK = """
 import importlib.abc, sys
 class Block(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in {TRAIN_EXTRA!r}:
+        if name.split(".")[0] in {blocked!r}:
             raise ModuleNotFoundError(f"No module named {{name!r}} (blocked: not installed)", name=name)
 sys.meta_path.insert(0, Block())
 """
 
 
-def _python(code: str) -> subprocess.CompletedProcess:
+def _python(code: str, blocked: tuple[str, ...] = TRAIN_EXTRA) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter where the ``blocked`` packages cannot be imported."""
     return subprocess.run(
-        [sys.executable, "-c", _BLOCK + textwrap.dedent(code)], capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", _BLOCK.format(blocked=blocked) + textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -97,3 +101,18 @@ def test_the_exported_names_resolve() -> None:
         )
         for name in module._EXPORTS:
             assert getattr(module, name) is not None, name
+
+
+def test_shards_without_their_extra_say_how_to_install_it() -> None:
+    result = _python(
+        """
+        from clinfonce.data.shards import shard_paths
+        from clinfonce.errors import InputError
+        try:
+            shard_paths("train-{0..1}.tar")
+        except InputError as error:
+            print(error)
+        """,
+        blocked=("pyarrow",),
+    )
+    assert result.stdout.strip() == "reading WebDataset shards needs pyarrow: pip install 'clinfonce[webdataset]'"

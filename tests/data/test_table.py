@@ -181,3 +181,31 @@ def test_table_errors(tmp_path: Path) -> None:
     )
     with pytest.raises(InputError, match="row 1, column 'h'"):
         table_dataset(table=tmp_path / "h.csv", label_col="y", hierarchy_col="h")
+
+
+LABEL_COLUMNS = {
+    "integral floats and NaN": pd.Series([3.0, np.nan, 1.0, 3.0, 10.0]),
+    "text with blanks": pd.Series([" cat", "dog ", "", None, "cat", "   "], dtype=object),
+    "mixed objects": pd.Series([1, "1", 2.5, None, np.nan, pd.NA, "b"], dtype=object),
+    "nullable integers": pd.Series([4, None, 4, 7], dtype="Int64"),
+    "arrow strings": pd.Series(["x", None, "y", "x"], dtype="str"),
+}
+
+
+@pytest.mark.parametrize("column", LABEL_COLUMNS.values(), ids=LABEL_COLUMNS.keys())
+def test_label_names_and_ids_equal_a_row_by_row_reference(column: pd.Series) -> None:
+    """Class names and ids are computed once per distinct value; they equal converting every row."""
+    from clinfonce.data.dataset import encode_labels
+
+    values = column
+    if pd.api.types.is_float_dtype(values) and (values.dropna() % 1 == 0).all():
+        values = values.astype("Int64")
+    expected = [None if pd.isna(v) else (str(v).strip() or None) for v in values.tolist()]
+    names = table_source.label_names(column)
+    assert list(names) == expected
+    classes = sorted({name for name in expected if name is not None})
+    labels, got_classes = encode_labels(names)
+    assert got_classes == classes
+    assert labels.tolist() == [-1 if name is None else classes.index(name) for name in expected]
+    with pytest.raises(InputError, match="not in the source's class list"):
+        encode_labels(["a", "zz"], all_classes=["a"])

@@ -141,7 +141,7 @@ class ImageDataset:
 
     def rows(self, split: str) -> np.ndarray:
         """``int64 [n]``: table rows of one split, in table order."""
-        return np.flatnonzero(self.table["split"].to_numpy() == split).astype(np.int64)
+        return np.flatnonzero((self.table["split"] == split).to_numpy()).astype(np.int64)
 
 
 def encode_labels(
@@ -161,15 +161,17 @@ def encode_labels(
     Raises:
         InputError: a name is not in ``all_classes``.
     """
-    texts = [None if is_missing(name) else str(name) for name in names]
-    present = {text for text in texts if text is not None}
+    # each distinct name is converted once (missing ones get code -1), not each row
+    codes, uniques = pd.factorize(np.asarray(names, dtype=object))
+    texts = [str(name) for name in uniques]
+    present = set(texts)
     classes = sorted(present if all_classes is None else {str(name) for name in all_classes})
     unknown = sorted(present - set(classes))
     if unknown:
         raise InputError(f"class(es) {unknown[:5]} are not in the source's class list")
     index = {name: i for i, name in enumerate(classes)}
-    labels = np.array([-1 if text is None else index[text] for text in texts], dtype=np.int64)
-    return labels, classes
+    ids = np.array([index[text] for text in texts] + [-1], dtype=np.int64)
+    return ids[codes], classes
 
 
 def is_missing(value: object) -> bool:

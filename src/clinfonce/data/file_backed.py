@@ -153,7 +153,7 @@ def finish_dataset(
     table = table.reset_index(drop=True)
     if options.train_per_class is not None:  # before the screening: images left out are never opened
         table, rows = _rows_kept(table, rows, training_sample(
-            table["class"].to_numpy(object), table["path"].to_numpy(str), table["split"].to_numpy(object),
+            table["class"].to_numpy(object), table["path"], table["split"],
             options.train_per_class, options.seed,
         ))  # fmt: skip
     keep, screened = screen(table, rows)
@@ -162,11 +162,11 @@ def finish_dataset(
         table, rows = _rows_kept(table, rows, keep)
     if table.empty:
         raise InputError(f"{source}: no readable images ({len(skipped)} bad file(s) left out)")
-    labels, class_names = encode_labels(table["class"].tolist(), all_classes)
+    labels, class_names = encode_labels(table["class"], all_classes)
     table = table.drop(columns="class")
     table.insert(1, "label", labels)
     table["split"] = with_validation(
-        table["split"], labels, table["path"].to_numpy(str), options.val_fraction, options.seed
+        table["split"], labels, table["path"], options.val_fraction, options.seed
     )
     image_loader, table = loader(table)
     size = size_pair(options.image_size)
@@ -187,22 +187,27 @@ def finish_dataset(
 
 
 def screen_by_loading(
-    loader: ImageLoader, n: int, check: bool, skip_bad: bool
+    loader: Callable[[pd.DataFrame], tuple[ImageLoader, pd.DataFrame]],
+    table: pd.DataFrame,
+    check: bool,
+    skip_bad: bool,
 ) -> tuple[np.ndarray, dict[str, str]]:
     """The ``check_files`` policy of sources whose images are not files (shards, Arrow data): with ``check``,
-    load every image now; the first bad one is an :class:`InputError` naming it, or with ``skip_bad`` it is
-    left out and listed. Without ``check`` every image is kept (a bad one fails when it is read).
+    load every image of ``table`` now (through the source's ``loader`` of a table, built only then); the
+    first bad one is an :class:`InputError` naming it, or with ``skip_bad`` it is left out and listed.
+    Without ``check`` every image is kept (a bad one fails when it is read).
 
     Returns:
-        ``(bool [n] keep, {name: reason} of the dropped images)``.
+        ``(bool [N] keep, {name: reason} of the dropped images)``.
     """
-    keep = np.ones(n, dtype=bool)
+    keep = np.ones(len(table), dtype=bool)
     skipped: dict[str, str] = {}
     if not check:
         return keep, skipped
-    for row in range(n):
+    load = loader(table)[0]
+    for row in range(len(table)):
         try:
-            loader(row)
+            load(row)
         except ImageFileError as error:
             if not skip_bad:
                 raise InputError(f"{error} {SKIP_HINT}") from None

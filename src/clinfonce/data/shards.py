@@ -57,10 +57,11 @@ def shard_paths(spec: str | Sequence[str], what: str = "shards") -> list[Path]:
         InputError: a named shard or folder does not exist, or nothing is found (naming ``what``).
     """
     try:
+        import pyarrow  # noqa: F401  (the index's columns)
         from braceexpand import braceexpand
-    except ModuleNotFoundError:
+    except ModuleNotFoundError as missing:
         raise InputError(
-            "reading WebDataset shards needs braceexpand: pip install 'clinfonce[webdataset]'"
+            f"reading WebDataset shards needs {missing.name}: pip install 'clinfonce[webdataset]'"
         ) from None
 
     specs = [spec] if isinstance(spec, str) else list(spec)
@@ -144,6 +145,8 @@ def index_shards(paths: Sequence[Path], skip_bad: bool = False) -> ShardIndex:
             broken metadata (each naming the shard and the member), unless ``skip_bad`` leaves such samples
             out (listed in :attr:`ShardIndex.skipped`); a key in two samples (naming both places).
     """
+    import pyarrow
+
     skipped: dict[str, str] = {}
     chunks: list[tuple[pd.Series, np.ndarray, np.ndarray, pd.Categorical, pd.DataFrame]] = []
     for path in paths:
@@ -173,7 +176,7 @@ def index_shards(paths: Sequence[Path], skip_bad: bool = False) -> ShardIndex:
         pd.concat([chunk[0] for chunk in chunks], ignore_index=True) if chunks else pd.Series([], dtype="str")
     )
     _refuse_duplicate_keys(keys, np.repeat(np.arange(len(paths)), counts), paths)
-    return ShardIndex(
+    index = ShardIndex(
         shards=list(paths),
         keys=keys.array,
         shard=np.repeat(np.arange(len(paths), dtype=np.int32), counts),
@@ -183,12 +186,22 @@ def index_shards(paths: Sequence[Path], skip_bad: bool = False) -> ShardIndex:
         metadata=pd.concat([chunk[4] for chunk in chunks], ignore_index=True) if chunks else pd.DataFrame(),
         skipped=skipped,
     )
+    del chunks
+    # Arrow's allocator keeps what the per-shard pieces took; give it back before training allocates
+    pyarrow.default_memory_pool().release_unused()
+    return index
 
 
 def _refuse_duplicate_keys(keys: pd.Series, shard: np.ndarray, paths: Sequence[Path]) -> None:
     """An :class:`InputError` naming the second place of the first key held by two samples."""
-    repeated = keys.duplicated().to_numpy()
-    if repeated.any():
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    # neighbours in sorted order: pandas' duplicated() and Arrow's hash kernels take ~200 bytes a key
+    column = pa.array(keys.array)
+    ordered = column.take(pc.sort_indices(column))
+    if len(ordered) > 1 and pc.any(pc.equal(ordered[1:], ordered[:-1])).as_py():
+        repeated = keys.duplicated().to_numpy()
         second = int(np.argmax(repeated))
         key = keys.iloc[second]
         first = int(np.argmax((keys == key).to_numpy()))

@@ -41,7 +41,7 @@ SPLIT_NAMES = {
 
 def stratified_pick(
     strata: Sequence[object] | np.ndarray,
-    keys: Sequence[str] | np.ndarray,
+    keys: Sequence[str] | np.ndarray | pd.Series,
     fraction: float,
     seed: int,
     eligible: np.ndarray | None = None,
@@ -70,7 +70,7 @@ def stratified_pick(
 
 def stratified_sample(
     strata: Sequence[object] | np.ndarray,
-    keys: Sequence[str] | np.ndarray,
+    keys: Sequence[str] | np.ndarray | pd.Series,
     per_stratum: int,
     seed: int,
     eligible: np.ndarray | None = None,
@@ -82,21 +82,21 @@ def stratified_sample(
 
 def training_sample(
     classes: Sequence[object] | np.ndarray,
-    keys: Sequence[str] | np.ndarray,
-    splits: Sequence[str] | np.ndarray,
+    keys: Sequence[str] | np.ndarray | pd.Series,
+    splits: Sequence[str] | np.ndarray | pd.Series,
     per_class: int,
     seed: int,
 ) -> np.ndarray:
     """``bool [N]``: the rows to keep for ``train_per_class``: ``per_class`` training rows of each class
     (:func:`stratified_sample` over the training rows; unlabelled rows are one stratum) and every row of
     the other splits."""
-    training = np.asarray(splits, dtype=object) == "train"
+    training = (pd.Series(splits) == "train").to_numpy()
     return stratified_sample(classes, keys, per_class, seed, eligible=training) | ~training
 
 
 def _pick(
     strata: Sequence[object] | np.ndarray,
-    keys: Sequence[str] | np.ndarray,
+    keys: Sequence[str] | np.ndarray | pd.Series,
     seed: int,
     eligible: np.ndarray | None,
     how_many: Callable[[int], int],
@@ -109,7 +109,7 @@ def _pick(
         return picked
     names = pd.Series(np.asarray(strata, dtype=object)[rows]).map(lambda v: "" if pd.isna(v) else str(v))
     codes, uniques = pd.factorize(names, sort=True)
-    order = np.lexsort((np.asarray(keys, dtype=str)[rows], codes))
+    order = np.lexsort((_sort_ranks(keys, rows), codes))
     bounds = np.flatnonzero(np.diff(codes[order])) + 1
     for group in np.split(order, bounds):
         name = uniques[codes[group[0]]]
@@ -122,8 +122,17 @@ def _pick(
     return picked
 
 
+def _sort_ranks(keys: Sequence[str] | np.ndarray | pd.Series, rows: np.ndarray) -> np.ndarray:
+    """``int64 [R]``: the rank of each of ``keys[rows]`` in sorted (code-point) order, ties by position;
+    sorted where the keys are (Arrow for Arrow strings), without a fixed-width copy of every key."""
+    ordered = pd.Series(keys).iloc[rows].argsort(kind="stable").to_numpy()
+    ranks = np.empty(len(ordered), dtype=np.int64)
+    ranks[ordered] = np.arange(len(ordered))
+    return ranks
+
+
 def with_validation(
-    split: pd.Series, labels: np.ndarray, keys: np.ndarray, fraction: float, seed: int
+    split: pd.Series, labels: np.ndarray, keys: pd.Series | np.ndarray, fraction: float, seed: int
 ) -> pd.Series:
     """``split`` with a stratified ``fraction`` of each class's training rows moved to ``"val"``.
 
@@ -134,10 +143,10 @@ def with_validation(
         fraction: share of each class's training rows to move (0: none).
         seed: seed of the draw (see :func:`stratified_pick`).
     """
-    values = split.to_numpy(dtype=object).copy()
-    if fraction:
-        values[stratified_pick(labels, keys, fraction, seed, values == "train")] = "val"
-    return pd.Series(values, dtype=object)
+    if not fraction:
+        return split
+    moved = stratified_pick(labels, keys, fraction, seed, (split == "train").to_numpy())
+    return split.where(~moved, "val")  # compared and replaced where the values are: no string per row
 
 
 def normalise_split(value: object, where: str) -> str:
@@ -172,7 +181,8 @@ def split_cells_or_seeded(
     """
     if cells is not None:
         return np.array([normalise_split(value, where(i)) for i, value in enumerate(cells)], dtype=object)
-    splits = np.full(len(table), "train", dtype=object)
+    splits = np.empty(len(table), dtype=object)
+    splits.fill("train")  # one shared string: np.full would make a string per row (~70 bytes each)
     if test_fraction:
         splits[stratified_pick(table["class"], table["path"], test_fraction, seed)] = "test"
     return splits

@@ -151,9 +151,7 @@ def load(options: HfOptions, skip_bad: bool = False) -> ImageDataset:
         "hf",
         table,
         options,
-        screen=lambda table, rows: screen_by_loading(
-            loader(table)[0], len(table), options.check_files, skip_bad
-        ),
+        screen=lambda table, rows: screen_by_loading(loader, table, options.check_files, skip_bad),
         loader=loader,
         mean=options.mean,
         std=options.std,

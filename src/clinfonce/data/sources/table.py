@@ -183,16 +183,18 @@ def _check_unique(paths: Sequence[str], source: str, column: str) -> None:
             )
 
 
-def label_names(column: pd.Series) -> list[str | None]:
-    """Class names of a label column: text, stripped; integral numbers without a trailing ``.0``; NaN or
-    a blank cell -> None."""
+def label_names(column: pd.Series) -> np.ndarray:
+    """``object [N]``: class names of a label column: text, stripped; integral numbers without a trailing
+    ``.0``; NaN or a blank cell -> None. Each distinct value is converted once and its name shared by its
+    rows (a million-row column holds a few class-name strings, not a million)."""
     values = column
     if pd.api.types.is_float_dtype(values):
         finite = values.dropna()
         if len(finite) and (finite == np.round(finite)).all():
             values = values.astype("Int64")
-    names = [None if pd.isna(value) else str(value).strip() for value in values.tolist()]
-    return [name or None for name in names]
+    codes, uniques = pd.factorize(values)
+    names = np.array([str(value).strip() or None for value in uniques] + [None], dtype=object)
+    return names[codes]  # code -1 (a missing cell) picks the trailing None
 
 
 def auto_column(name: str | None, default: str, frame: pd.DataFrame) -> str | None:

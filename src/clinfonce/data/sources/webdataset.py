@@ -28,7 +28,7 @@ import pandas as pd
 from clinfonce.data.dataset import AuxInfo, ImageDataset
 from clinfonce.data.file_backed import UserImagesOptions, finish_dataset, screen_by_loading
 from clinfonce.data.files import check_image_options, size_pair
-from clinfonce.data.shards import ShardIndex, index_shards, shard_paths
+from clinfonce.data.shards import ShardImageLoader, index_shards, shard_paths
 from clinfonce.data.sources.table import RESERVED_COLUMNS, auto_column, label_names
 from clinfonce.data.splits import split_cells_or_seeded
 from clinfonce.errors import InputError
@@ -120,14 +120,20 @@ def load(options: WebDatasetOptions, skip_bad: bool = False) -> ImageDataset:
             table[column] = frame[column]
     table[_SAMPLE] = np.arange(len(table))
     aux = AuxInfo(attributes=tuple(options.attributes), tags=tuple(options.tags))
+
+    def loader(table: pd.DataFrame) -> tuple[ShardImageLoader, pd.DataFrame]:
+        rows = table[_SAMPLE].to_numpy()
+        made = index.loader(
+            size_pair(options.image_size), options.channels, options.resize, options.max_pixels, rows
+        )
+        return made, table.drop(columns=_SAMPLE)
+
     return finish_dataset(
         "webdataset",
         table,
         options,
-        screen=lambda table, rows: screen_by_loading(
-            _loader(index, table, options)[0], len(table), options.check_files, skip_bad
-        ),
-        loader=lambda table: _loader(index, table, options),
+        screen=lambda table, rows: screen_by_loading(loader, table, options.check_files, skip_bad),
+        loader=loader,
         mean=options.mean,
         std=options.std,
         aux=aux,
@@ -135,14 +141,6 @@ def load(options: WebDatasetOptions, skip_bad: bool = False) -> ImageDataset:
         source=str(options.shards),
         skipped=index.skipped,
     )
-
-
-def _loader(index: ShardIndex, table: pd.DataFrame, options: WebDatasetOptions):
-    rows = table[_SAMPLE].to_numpy()
-    loader = index.loader(
-        size_pair(options.image_size), options.channels, options.resize, options.max_pixels, rows
-    )
-    return loader, table.drop(columns=_SAMPLE)
 
 
 __all__ = ["WebDatasetOptions", "load"]
