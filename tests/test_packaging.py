@@ -115,4 +115,7 @@ def test_shards_without_their_extra_say_how_to_install_it() -> None:
         """,
         blocked=("pyarrow",),
     )
-    assert result.stdout.strip() == "reading WebDataset shards needs pyarrow: pip install 'clinfonce[webdataset]'"
+    assert (
+        result.stdout.strip()
+        == "reading WebDataset shards needs pyarrow: pip install 'clinfonce[webdataset]'"
+    )
