@@ -88,3 +88,24 @@ def test_contact_sheet_shows_the_largest_clusters(evaluated, tmp_path, monkeypat
         joined = " ".join(label.split("\n"))
         assert joined == full or (full.startswith(joined) and label.count("\n") == 2), label
         assert (mosaic[top : top + height, min(8, size) * (width + pad) :] == 255).all()  # nothing else drawn
+
+
+def test_the_embedding_map_names_each_test_class_in_its_colour(tmp_path, monkeypatch) -> None:
+    """Each legend entry has the colour of that class's points, and its name; many classes get no legend."""
+    saved = []
+    monkeypatch.setattr(figures, "_save", lambda figure, path: saved.append(figure) or path.name)
+    rng = np.random.default_rng(0)
+    labels = rng.choice([1, 3, 4], size=90)  # classes 0 and 2 have no test image here
+    features = rng.normal(size=(90, 8))
+    names = ["zero", "one", "two", "three", "four"]
+    figures.embedding_map(tmp_path, features, labels, features, np.full(90, -1), names)
+    ax = saved[0].axes[0]
+    points = ax.collections[0]
+    colours = points.to_rgba(points.get_array())
+    legend = ax.get_legend()
+    assert [text.get_text() for text in legend.get_texts()] == ["one", "three", "four"]
+    for handle, label in zip(legend.legend_handles, [1, 3, 4], strict=True):
+        np.testing.assert_allclose(handle.get_color(), colours[labels == label][0])
+    many = np.arange(90) % (figures.MAX_LEGEND_CLASSES + 1)
+    figures.embedding_map(tmp_path, features, many, features, np.full(90, -1), [str(i) for i in range(13)])
+    assert saved[1].axes[0].get_legend() is None

@@ -4,6 +4,7 @@ its file name, or None when there is nothing to draw."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,8 @@ from clinfonce.data.dataset import ImageDataset
 
 #: Class names are written out up to this many classes; beyond it the plots show the extremes.
 MAX_NAMED_CLASSES = 30
+#: The embedding map names the test classes in a legend up to this many.
+MAX_LEGEND_CLASSES = 12
 #: Points of the 2-D map, at most (a seeded sample beyond it).
 MAX_MAP_POINTS = 3000
 
@@ -106,11 +109,13 @@ def embedding_map(
     test_labels: np.ndarray,
     train_features: np.ndarray,
     train_clusters: np.ndarray,
+    class_names: Sequence[str] | None = None,
     seed: int = 0,
 ) -> str | None:
     """``embedding_map.png``: the backbone features in 2-D (UMAP when the ``umap-learn`` package is
-    installed, else PCA), test images coloured by label, and training images coloured by their training
-    cluster (stage-1 clusters belong to the training split) when the run had clusters."""
+    installed, else PCA), test images coloured by label (with a legend of ``class_names`` when there are
+    at most :data:`MAX_LEGEND_CLASSES`), and training images coloured by their training cluster (stage-1
+    clusters belong to the training split) when the run had clusters."""
     if len(test_features) < 3:
         return None
     rng = np.random.default_rng(seed)
@@ -128,9 +133,14 @@ def embedding_map(
         title = f"training images by training cluster ({n_clusters} clusters)"
         panels.append((title, coords[len(test_pick) :], train_clusters[train_pick]))
     figure, axes = _pyplot().subplots(1, len(panels), figsize=(5.2 * len(panels), 4.6), squeeze=False)
-    for ax, (title, xy, colour) in zip(axes[0], panels, strict=True):
-        _, codes = np.unique(colour, return_inverse=True)
-        ax.scatter(xy[:, 0], xy[:, 1], c=codes, cmap="tab20" if codes.max() < 20 else "nipy_spectral", s=4)
+    for number, (ax, (title, xy, colour)) in enumerate(zip(axes[0], panels, strict=True)):
+        values, codes = np.unique(colour, return_inverse=True)
+        cmap = "tab20" if codes.max() < 20 else "nipy_spectral"
+        drawn = ax.scatter(xy[:, 0], xy[:, 1], c=codes, cmap=cmap, s=4)
+        if number == 0 and class_names is not None and len(values) <= MAX_LEGEND_CLASSES:
+            handles, _ = drawn.legend_elements(num=list(range(len(values))))
+            names = [class_names[value] if value >= 0 else "unlabelled" for value in values]
+            ax.legend(handles, names, fontsize=7, markerscale=0.7, loc="best", framealpha=0.8)
         ax.set_title(f"{title} ({how})", fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])

@@ -272,6 +272,7 @@ def draw_run_figures(
             evaluation.test_labels,
             evaluation.train_features,
             row_clusters[evaluation.train_rows],
+            names,
         ),
         "The largest clusters": figures.contact_sheet(
             out,
