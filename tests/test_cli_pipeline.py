@@ -322,3 +322,14 @@ def test_eval_of_another_checkpoint_never_overwrites_the_runs_report(trained_run
     assert main(["eval", "--checkpoint", str(epoch), "--out", str(out)]) == 0
     report = (out / "report.md").read_text()
     assert f"- evaluated: `{epoch}` on dataset `shapes`" in report
+
+
+def test_a_split_smaller_than_one_batch_is_refused_before_anything_is_written(tmp_path, capsys) -> None:
+    """The mistake is found before stage 1 writes its files, so the same command with a smaller batch
+    runs without --overwrite."""
+    out = tmp_path / "run"
+    argv = ["train", "--config", "shapes", *TINY_SHAPES, "train.epochs=1", f"train.out={out}"]
+    assert main([*argv, "optim.batch_size=512"]) == 2
+    assert "fewer than one global batch (optim.batch_size=512" in capsys.readouterr().err
+    assert not out.exists() or not any(out.iterdir())
+    assert main([*argv, "eval.enabled=false"]) == 0

@@ -146,6 +146,16 @@ def train(
             f"{trainer.world_size}: resume with as many (train.devices x train.num_nodes), since the global "
             "batch and the steps of an epoch depend on it"
         )
+    # before anything is written: a training split smaller than one global batch is refused here
+    loader = train_loader(
+        dataset,
+        rows,
+        config.optim.batch_size,
+        config.train.seed,
+        config.data.num_workers,
+        rank=trainer.global_rank,
+        world_size=trainer.world_size,
+    )
     writer, stats = trainer.is_global_zero, None
     with run.lock() if writer else contextlib.nullcontext():
         if writer:
@@ -159,15 +169,6 @@ def train(
                 log.info("no checkpoint in %s yet: training starts from the beginning", run.path)
         for logger in trainer.loggers:  # the resolved config, flat: hparams.yaml and TensorBoard's HPARAMS
             logger.log_hyperparams(hyperparameters(config))
-        loader = train_loader(
-            dataset,
-            rows,
-            config.optim.batch_size,
-            config.train.seed,
-            config.data.num_workers,
-            rank=trainer.global_rank,
-            world_size=trainer.world_size,
-        )
         if resume is not None:
             loader.sampler.resume_within(resume.epoch, resume.batches_done(len(loader)))
         if method.trains:
