@@ -39,3 +39,34 @@ def test_no_sentence_without_a_no_auxiliary_baseline() -> None:
         against_baseline(_table([("clinfonce", "top_k=3", 0, "ok", 63.0), ("supcon", "", 0, "ok", 70.0)]))
         == []
     )
+
+
+def test_the_curves_plot_leaves_out_runs_that_did_not_train(tmp_path, monkeypatch) -> None:
+    """``pretrained`` has no training curve: it gets no legend entry, and a comparison of it alone no plot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from clinfonce.compare import report
+    from clinfonce.run import RunDir
+
+    curves = {
+        "simclr-seed0": pd.DataFrame({"epoch": [0, 1], "train_loss": [2.0, 1.0]}),
+        "pretrained-seed0": pd.DataFrame(columns=["epoch", "train_loss"]),
+    }
+    monkeypatch.setattr(RunDir, "training_curve", lambda self: curves[self.path.name])
+    closed = []
+    monkeypatch.setattr(plt, "close", closed.append)
+    table = pd.DataFrame(
+        {
+            "method": ["simclr", "pretrained"],
+            "seed": [0, 0],
+            "status": ["ok", "ok"],
+            "run": [f"runs/{n}" for n in curves],
+        }
+    )
+    assert report._plot_curves(tmp_path, table, plt)
+    legend = closed[0].axes[0].get_legend()
+    assert [text.get_text() for text in legend.get_texts()] == ["simclr-seed0"]
+    assert not report._plot_curves(tmp_path, table.iloc[1:], plt)

@@ -28,7 +28,9 @@ The recipe of the paper (UT-Zappos50K, CUB-200-2011, Wider Attribute):
    rank order, 0 before 1); the key of a cluster spells that combination, attributes in rank order joined
    by `` & ``: a plain binary attribute reads ``name`` or ``not name``, a categorical value ``name=value``
    or ``name!=value``, a tag ``name:tag`` or ``no name:tag``, e.g.
-   ``leather & color!=red & not heel``.
+   ``leather & color!=red & not heel``. Where a cluster holds a value of a categorical column, the
+   column's other values go without saying: ``race=White & gender!=female``, not ``race=White &
+   gender!=female & race!=Black & race!=Asian``.
 
 Missing values (NaN / None) are never guessed: a row whose value is missing in any of the top-k attributes
 gets a cluster of its own (for Cl-InfoNCE that row then behaves as in SimCLR), and the count of such rows
@@ -334,7 +336,14 @@ def attribute_clusters(
     )  # [N_regular, ceil(k/8)]
     inverse, first = _unique_rows(packed)
     patterns = np.unpackbits(packed[first], axis=1, count=k)  # [G, k], groups in bit-pattern order
-    keys = _pattern_keys(patterns, [attributes.labels(int(i)) for i in top])
+    keys = _pattern_keys(
+        patterns,
+        [attributes.labels(int(i)) for i in top],
+        [
+            attributes.sources[i] if attributes.kinds and attributes.kinds[i] == "category" else None
+            for i in top
+        ],
+    )
     provenance = {
         "method": "attributes",
         "k": int(k),
@@ -354,11 +363,22 @@ def attribute_clusters(
     return ClusterAssignment.from_inverse(inverse, keys, provenance, singleton_rows=incomplete)
 
 
-def _pattern_keys(patterns: np.ndarray, labels: Sequence[tuple[str, str]]) -> list[str]:
-    """Readable keys of ``uint8 [G, k]`` 0/1 patterns: ``labels[j][bit]`` per attribute, joined by ``&``."""
+def _pattern_keys(
+    patterns: np.ndarray, labels: Sequence[tuple[str, str]], categories: Sequence[str | None]
+) -> list[str]:
+    """Readable keys of ``uint8 [G, k]`` 0/1 patterns: ``labels[j][bit]`` per attribute, joined by ``&``,
+    without the words a pattern implies: where it holds a value of categorical column ``categories[j]``
+    (``race=White``), that column's other values (``race!=Black``) go without saying."""
     words = np.array(labels, dtype=object).reshape(len(labels), 2)  # [k, 2]
     chosen = words[np.arange(len(labels))[None, :], patterns.astype(np.intp)]  # [G, k]
-    return [" & ".join(row) for row in chosen.tolist()]
+    keys = []
+    for bits, row in zip(patterns.tolist(), chosen.tolist(), strict=True):
+        held = {column for column, bit in zip(categories, bits, strict=True) if bit and column is not None}
+        kept = [
+            word for word, bit, column in zip(row, bits, categories, strict=True) if bit or column not in held
+        ]
+        keys.append(" & ".join(kept))
+    return keys
 
 
 def _unique_rows(packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

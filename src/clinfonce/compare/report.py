@@ -87,18 +87,21 @@ def write_plots(out: Path, table: pd.DataFrame, sweep_key: str | None) -> list[s
 
 
 def _plot_curves(out: Path, table: pd.DataFrame, plt) -> bool:
-    """The training loss of every finished run by epoch (colour: method; line style: seed)."""
+    """The training loss of every finished run that trained, by epoch (colour: method; line style: seed);
+    False when no run has a curve (``pretrained`` trains nothing)."""
     from matplotlib.ticker import MaxNLocator
 
     from clinfonce.run import RunDir
 
     ok = table[table["status"] == "ok"]
+    curves = {row["run"]: RunDir(out / row["run"]).training_curve() for _, row in ok.iterrows()}
+    ok = ok[[not curves[run].empty for run in ok["run"]]]
     if ok.empty:
         return False
     figure, axes = plt.subplots(figsize=(7, 4.2))
     seeds = sorted(set(ok["seed"]))
     for _, row in ok.iterrows():
-        curve = RunDir(out / row["run"]).training_curve()
+        curve = curves[row["run"]]
         style = ("-", "--", ":", "-.")[seeds.index(row["seed"]) % 4]
         color = _color(row["method"])
         axes.plot(curve["epoch"] + 1, curve["train_loss"], style, color=color, label=Path(row["run"]).name)

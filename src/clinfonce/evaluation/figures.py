@@ -178,7 +178,10 @@ def contact_sheet(
             top, left = line * (height + pad), column * (width + pad)
             mosaic[top : top + height, left : left + width] = pixels  # 1 channel broadcasts to 3
         name = keys[cluster] if keys is not None and cluster < len(keys) else f"cluster {cluster}"
-        labels.append("\n".join(textwrap.wrap(f"{name} ({len(members)} images)", 34)[:3]))
+        lines = textwrap.wrap(name, 34)
+        if len(lines) > 3:  # a long key is cut; the size always shows
+            lines = [*lines[:2], textwrap.shorten(" ".join(lines[2:]), 34, placeholder=" ...")]
+        labels.append("\n".join([*lines, f"({len(members)} images)"]))
     inches = 7.0 / (per_line * (width + pad))  # the images take 7 inches across, whatever their size
     figure, axes = _pyplot().subplots(figsize=(3.2 + 7.0, 0.7 + len(largest) * (height + pad) * inches))
     axes.imshow(mosaic, interpolation="nearest")
