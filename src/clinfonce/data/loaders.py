@@ -70,10 +70,17 @@ class EpochSeededSampler(Sampler[int]):
         order = torch.randperm(self.n, generator=generator)[:used][self.rank :: self.world_size]
         if self._skip is not None and self._skip[0] == self.epoch:
             order, self._skip = order[self._skip[1] * self.batch_size :], None
-        return iter(order.tolist())
+        return _as_ints(order)
 
     def __len__(self) -> int:
         return self.batches * self.batch_size
+
+
+def _as_ints(order: torch.Tensor, chunk: int = 65_536) -> Iterator[int]:
+    """The elements of ``int64 [n]`` ``order`` as Python ints, converted a chunk at a time (a list of a
+    million ints would take 36 MB)."""
+    for start in range(0, len(order), chunk):
+        yield from order[start : start + chunk].tolist()
 
 
 def train_loader(

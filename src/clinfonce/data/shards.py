@@ -120,15 +120,22 @@ class ShardIndex:
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
         rows: np.ndarray | None = None,
     ) -> ShardImageLoader:
-        """The image loader of the samples ``rows`` (default: all), in that order."""
-        rows = np.arange(len(self.keys)) if rows is None else np.asarray(rows)
+        """The image loader of the samples ``rows`` (default: all, sharing the index's columns), in that
+        order."""
+        if rows is None:
+            columns = (self.shard, self.offset, self.size, self.keys, self.extension)
+        else:
+            rows = np.asarray(rows)
+            columns = (
+                self.shard[rows],
+                self.offset[rows],
+                self.size[rows],
+                self.keys.take(rows),
+                self.extension.take(rows),
+            )
         return ShardImageLoader(
             [str(path) for path in self.shards],
-            self.shard[rows],
-            self.offset[rows],
-            self.size[rows],
-            self.keys.take(rows),
-            self.extension.take(rows),
+            *columns,
             image_size,
             channels,
             resize,
