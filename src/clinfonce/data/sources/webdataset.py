@@ -133,7 +133,7 @@ def load(options: WebDatasetOptions, skip_bad: bool = False) -> ImageDataset:
         )
         return made, table.drop(columns=_SAMPLE)
 
-    return finish_dataset(
+    dataset = finish_dataset(
         "webdataset",
         table,
         options,
@@ -146,6 +146,10 @@ def load(options: WebDatasetOptions, skip_bad: bool = False) -> ImageDataset:
         source=str(options.shards),
         skipped=index.skipped,
     )
+    import pyarrow  # present: shard_paths checked it
+
+    pyarrow.default_memory_pool().release_unused()  # what building the table freed, before training
+    return dataset
 
 
 __all__ = ["WebDatasetOptions", "load"]
