@@ -120,12 +120,12 @@ class ShardIndex:
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
         rows: np.ndarray | None = None,
     ) -> ShardImageLoader:
-        """The image loader of the samples ``rows`` (default: all, sharing the index's columns), in that
-        order."""
-        if rows is None:
+        """The image loader of the samples ``rows`` (default: all), in that order; all of them in index
+        order share the index's columns instead of copying them."""
+        rows = None if rows is None else np.asarray(rows)
+        if rows is None or (len(rows) == len(self.keys) and (rows == np.arange(len(rows))).all()):
             columns = (self.shard, self.offset, self.size, self.keys, self.extension)
         else:
-            rows = np.asarray(rows)
             columns = (
                 self.shard[rows],
                 self.offset[rows],
@@ -144,8 +144,9 @@ class ShardIndex:
 
 
 def index_shards(paths: Sequence[Path], skip_bad: bool = False) -> ShardIndex:
-    """Index the samples of ``paths`` (see the module docstring); reads tar headers and metadata members
-    only, one shard at a time (what a shard's samples take as Python objects is freed before the next).
+    """Index the samples of ``paths`` (at least one shard; see the module docstring); reads tar headers and
+    metadata members only, one shard at a time (what a shard's samples take as Python objects is freed
+    before the next).
 
     Raises:
         InputError: a shard that is not a tar file, truncated, or with a sample without an image or with
@@ -154,46 +155,42 @@ def index_shards(paths: Sequence[Path], skip_bad: bool = False) -> ShardIndex:
     """
     import pyarrow
 
+    if not paths:
+        raise InputError("no shard to index")
     skipped: dict[str, str] = {}
-    chunks: list[tuple[pd.Series, np.ndarray, np.ndarray, pd.Categorical, pd.DataFrame]] = []
+    keys, offsets, sizes, extensions, metadata = [], [], [], [], []  # one compact piece per shard
     for path in paths:
-        keys, offsets, sizes, extensions, metadata = [], [], [], [], []
+        shard_keys, shard_offsets, shard_sizes, shard_extensions, shard_metadata = [], [], [], [], []
         for key, image, fields in _samples(path, skip_bad, skipped):
             if image is None:
                 _refuse_or_skip(
                     skip_bad, skipped, f"{path}:{key}", "no image member (jpg, jpeg, png or webp)"
                 )
                 continue
-            keys.append(key)
-            offsets.append(image.offset)
-            sizes.append(image.size)
-            extensions.append(_split_name(image.name)[1])
-            metadata.append(fields)
-        chunks.append(
-            (
-                pd.Series(keys, dtype="str"),
-                np.asarray(offsets, dtype=np.int64),
-                np.asarray(sizes, dtype=np.int64),
-                pd.Categorical(extensions),
-                pd.DataFrame.from_records(metadata, index=pd.RangeIndex(len(keys))),
-            )
-        )
-    counts = [len(chunk[0]) for chunk in chunks]
-    keys = (
-        pd.concat([chunk[0] for chunk in chunks], ignore_index=True) if chunks else pd.Series([], dtype="str")
-    )
-    _refuse_duplicate_keys(keys, np.repeat(np.arange(len(paths)), counts), paths)
+            shard_keys.append(key)
+            shard_offsets.append(image.offset)
+            shard_sizes.append(image.size)
+            shard_extensions.append(_split_name(image.name)[1])
+            shard_metadata.append(fields)
+        keys.append(pd.Series(shard_keys, dtype="str"))
+        offsets.append(np.asarray(shard_offsets, dtype=np.int64))
+        sizes.append(np.asarray(shard_sizes, dtype=np.int64))
+        extensions.append(pd.Categorical(shard_extensions))
+        metadata.append(pd.DataFrame.from_records(shard_metadata, index=pd.RangeIndex(len(shard_keys))))
+    shard = np.repeat(np.arange(len(paths), dtype=np.int32), [len(piece) for piece in keys])
+    all_keys = pd.concat(keys, ignore_index=True)
+    _refuse_duplicate_keys(all_keys, shard, paths)
     index = ShardIndex(
         shards=list(paths),
-        keys=keys.array,
-        shard=np.repeat(np.arange(len(paths), dtype=np.int32), counts),
-        offset=np.concatenate([chunk[1] for chunk in chunks]) if chunks else np.zeros(0, np.int64),
-        size=np.concatenate([chunk[2] for chunk in chunks]) if chunks else np.zeros(0, np.int64),
-        extension=union_categoricals([chunk[3] for chunk in chunks]) if chunks else pd.Categorical([]),
-        metadata=pd.concat([chunk[4] for chunk in chunks], ignore_index=True) if chunks else pd.DataFrame(),
+        keys=all_keys.array,
+        shard=shard,
+        offset=np.concatenate(offsets),
+        size=np.concatenate(sizes),
+        extension=union_categoricals(extensions),
+        metadata=pd.concat(metadata, ignore_index=True),
         skipped=skipped,
     )
-    del chunks
+    del keys, offsets, sizes, extensions, metadata
     # Arrow's allocator keeps what the per-shard pieces took; give it back before training allocates
     pyarrow.default_memory_pool().release_unused()
     return index

@@ -125,22 +125,22 @@ def embedding_map(
     points = np.concatenate([test_features[test_pick], train_features[train_pick]]).astype(np.float64)
     coords, how = _two_d(points, seed)
     n_labels = len(np.unique(test_labels[test_pick]))
-    panels = [
-        (f"test images by label ({n_labels} classes)", coords[: len(test_pick)], test_labels[test_pick])
-    ]
+    test_title = f"test images by label ({n_labels} classes)"
+    # (title, [P, 2] points, [P] colour values, names of the values for a legend or None)
+    panels = [(test_title, coords[: len(test_pick)], test_labels[test_pick], class_names)]
     if len(train_pick):
         n_clusters = len(np.unique(train_clusters[train_pick]))
         title = f"training images by training cluster ({n_clusters} clusters)"
-        panels.append((title, coords[len(test_pick) :], train_clusters[train_pick]))
+        panels.append((title, coords[len(test_pick) :], train_clusters[train_pick], None))
     figure, axes = _pyplot().subplots(1, len(panels), figsize=(5.2 * len(panels), 4.6), squeeze=False)
-    for number, (ax, (title, xy, colour)) in enumerate(zip(axes[0], panels, strict=True)):
+    for ax, (title, xy, colour, names) in zip(axes[0], panels, strict=True):
         values, codes = np.unique(colour, return_inverse=True)
         cmap = "tab20" if codes.max() < 20 else "nipy_spectral"
         drawn = ax.scatter(xy[:, 0], xy[:, 1], c=codes, cmap=cmap, s=4)
-        if number == 0 and class_names is not None and len(values) <= MAX_LEGEND_CLASSES:
+        if names is not None and len(values) <= MAX_LEGEND_CLASSES:
             handles, _ = drawn.legend_elements(num=list(range(len(values))))
-            names = [class_names[value] if value >= 0 else "unlabelled" for value in values]
-            ax.legend(handles, names, fontsize=7, markerscale=0.7, loc="best", framealpha=0.8)
+            legend = [names[value] if value >= 0 else "unlabelled" for value in values]
+            ax.legend(handles, legend, fontsize=7, markerscale=0.7, loc="best", framealpha=0.8)
         ax.set_title(f"{title} ({how})", fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])

@@ -123,13 +123,8 @@ def load(options: WebDatasetOptions, skip_bad: bool = False) -> ImageDataset:
 
     def loader(table: pd.DataFrame) -> tuple[ShardImageLoader, pd.DataFrame]:
         rows = table[_SAMPLE].to_numpy()
-        every = len(rows) == len(index.keys) and bool((rows == np.arange(len(rows))).all())
         made = index.loader(
-            size_pair(options.image_size),
-            options.channels,
-            options.resize,
-            options.max_pixels,
-            None if every else rows,  # every sample in index order: the index's own columns, not copies
+            size_pair(options.image_size), options.channels, options.resize, options.max_pixels, rows
         )
         return made, table.drop(columns=_SAMPLE)
 
