@@ -37,9 +37,13 @@ def peak_rss_mib(block: Callable[[], Any]) -> tuple[float, Any]:
     return (_status_kib("VmHWM") - before) / 1024, result
 
 
-def run_isolated(script: str, *args: str) -> dict[str, Any]:
-    """Run ``python script args...`` in a fresh process; it must print one JSON object last."""
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
+def run_isolated(script: str, *args: str, fixed_mmap_threshold: bool = True) -> dict[str, Any]:
+    """Run ``python script args...`` in a fresh process; it must print one JSON object last. With
+    ``fixed_mmap_threshold`` False the process keeps glibc's own malloc settings: what a user's process has."""
+    env = dict(os.environ)
+    env.pop("MALLOC_MMAP_THRESHOLD_", None)
+    if fixed_mmap_threshold:
+        env["MALLOC_MMAP_THRESHOLD_"] = "131072"
     output = subprocess.run(
         [sys.executable, script, *args], check=True, capture_output=True, text=True, env=env
     ).stdout

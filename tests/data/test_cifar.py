@@ -100,7 +100,7 @@ def test_cifar10_pickles(tmp_path: Path) -> None:
     data = load_dataset("cifar10", {"root": tmp_path})  # the folder containing cifar-10-batches-py
     assert data.class_names == CIFAR10_NAMES and len(data) == 23
     assert data.table["label"].tolist()[:4] == [1, 2, 3, 4] and data.table["label"].tolist()[-3:] == [3, 9, 0]
-    assert data.table["split"].value_counts().to_dict() == {"train": 20, "test": 3}
+    assert data.table["split"].value_counts().to_dict() == {"train": 20, "val": 0, "test": 3}
     assert data.table["filename"].iloc[0] == "img_1_0.png" and data.table["path"].iloc[-1] == "test_batch/2"
     assert data.table["path"].iloc[5] == "data_batch_2/1"  # 4 images per training batch in the fixture
     image = data.loader(0)

@@ -81,7 +81,7 @@ def test_fashion_mnist_errors(tmp_path: Path) -> None:
 )
 def test_real_fashion_mnist() -> None:
     data = fashion_mnist_dataset()
-    assert data.table["split"].value_counts().to_dict() == {"train": 60000, "test": 10000}
+    assert data.table["split"].value_counts().to_dict() == {"train": 60000, "val": 0, "test": 10000}
     assert data.class_names == sorted(FASHION_MNIST_CLASSES)
     # the official label order: the first training image is an ankle boot (9), the second a T-shirt (0)
     assert data.table["source_label"].tolist()[:5] == [9, 0, 0, 3, 0]

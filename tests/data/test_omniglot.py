@@ -99,6 +99,6 @@ def test_real_omniglot() -> None:
     assert len(data) == 4840 and data.n_classes == 242
     assert table["alphabet"].nunique() == 8 and len(data.aux.hierarchy) == 242
     assert (table.groupby("label")["split"].nunique() == 2).all()  # every character in both splits
-    assert table["split"].value_counts().to_dict() == {"train": 242 * 15, "test": 242 * 5}
+    assert table["split"].value_counts().to_dict() == {"train": 242 * 15, "val": 0, "test": 242 * 5}
     assert not table["path"].duplicated().any()
     assert data.loader(0).shape == (1, 28, 28)

@@ -161,6 +161,23 @@ def test_bad_samples_and_shards_name_shard_and_member(tmp_path) -> None:
         load_dataset("webdataset", {"shards": [str(folder / "missing-{000..001}.tar")], "image_size": 8})
 
 
+def test_an_image_member_too_large_for_the_index_is_named(tmp_path, monkeypatch) -> None:
+    import clinfonce.data.shards as shards_module
+
+    small, large = image_bytes(1), image_bytes(2, size=(200, 140))
+    write_shard(
+        tmp_path / "big.tar", [{"__key__": "small", "jpg": small}, {"__key__": "large", "jpg": large}]
+    )
+    monkeypatch.setattr(shards_module, "_MAX_IMAGE_BYTES", len(small))  # the 2 GiB limit, scaled down
+    options = {"shards": [str(tmp_path / "big.tar")], "image_size": 8}
+    with pytest.raises(InputError, match=rf"big\.tar:large: an image member of {len(large):,} bytes"):
+        load_dataset("webdataset", options)
+    kept = load_dataset("webdataset", options, skip_bad=True)
+    assert kept.table["path"].tolist() == ["small"] and list(kept.skipped) == [
+        f"{tmp_path / 'big.tar'}:large"
+    ]
+
+
 def test_a_corrupt_image_is_found_when_read_or_up_front(tmp_path) -> None:
     folder = tmp_path / "corrupt"
     folder.mkdir()

@@ -5,7 +5,7 @@ A dataset is a metadata table with one row per image plus a way to load image ``
 
 - ``label``: int in ``0..n_classes-1`` (remapped from whatever the source uses, in sorted order of the
   source's class names, so ids never depend on file order), or -1 where a source has no label;
-- ``split``: ``"train"``, ``"val"`` or ``"test"``;
+- ``split``: ``"train"``, ``"val"`` or ``"test"`` (stored as a categorical of :data:`SPLITS`: one byte a row);
 - ``path``: for file-backed sources, the image path relative to ``root`` (used in outputs and errors);
 
 and any auxiliary columns the source provides, described by :class:`AuxInfo`. Training code indexes the
@@ -119,10 +119,18 @@ class ImageDataset:
         for column in ("label", "split"):
             if column not in self.table.columns:
                 raise ValueError(f"dataset {self.name!r}: the table lacks the {column!r} column")
-        bad = ~self.table["split"].isin(SPLITS)
-        if bad.any():
-            row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise InputError(f"dataset {self.name!r}: row {row} has split {self.table['split'].iloc[row]!r}")
+        # three values in every row: one-byte codes, not a string per row (found by comparison: converting
+        # a column of strings to a categorical makes a Python string per row first)
+        split = self.table["split"]
+        codes = np.full(len(split), -1, dtype=np.int8)
+        for code, name in enumerate(SPLITS):
+            codes[(split == name).to_numpy(dtype=bool, na_value=False)] = code
+        if (codes < 0).any():
+            row = int(np.argmax(codes < 0))
+            value = split.iloc[row]
+            what = "no split" if pd.isna(value) else f"split {value!r}, not one of {', '.join(SPLITS)}"
+            raise InputError(f"dataset {self.name!r}: row {row} has {what}")
+        self.table = self.table.assign(split=pd.Categorical.from_codes(codes, categories=SPLITS))
         labels = self.table["label"].to_numpy()
         if len(labels) and (labels.min() < -1 or labels.max() >= len(self.class_names)):
             raise ValueError(f"dataset {self.name!r}: labels outside -1..{len(self.class_names) - 1}")

@@ -40,12 +40,14 @@ import torch
 from pandas.api.types import union_categoricals
 
 from clinfonce.data.files import DEFAULT_MAX_PIXELS, ImageFileError, decode_image, size_pair, to_array
+from clinfonce.data.memory import returning_freed_memory
 from clinfonce.errors import InputError
 
 #: Image members, in the order a sample's image is chosen when it has several.
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
 #: Columns a shard's metadata fills from members other than the json: ``txt`` and ``cls``.
 MEMBER_COLUMNS = {"txt": "caption", "cls": "label"}
+_MAX_IMAGE_BYTES = 2**31 - 1  # the index keeps sizes as int32
 _KEY = re.compile(r"^((?:.*/|)[^./]+)\.([^/]*)$")  # WebDataset's base_plus_ext
 
 
@@ -95,7 +97,8 @@ class ShardIndex:
         keys: ``[N]`` the sample keys (unique over all shards), in shard order: a pandas string array
             (Arrow-backed where pyarrow is installed).
         shard: ``int32 [N]`` the shard of each sample.
-        offset, size: ``int64 [N]`` where its image bytes are in the shard.
+        offset: ``int64 [N]`` where its image bytes start in the shard.
+        size: ``int32 [N]`` how many there are (an image member over 2 GiB is refused).
         extension: ``[N]`` its image member's extension (categorical; for messages).
         metadata: ``[N]`` rows: the json fields, ``caption`` and ``label`` of each sample (a field a
             sample lacks is missing).
@@ -143,6 +146,7 @@ class ShardIndex:
         )
 
 
+@returning_freed_memory()  # the per-shard pieces are freed once concatenated
 def index_shards(paths: Sequence[Path], skip_bad: bool = False) -> ShardIndex:
     """Index the samples of ``paths`` (at least one shard; see the module docstring); reads tar headers and
     metadata members only, one shard at a time (what a shard's samples take as Python objects is freed
@@ -153,8 +157,6 @@ def index_shards(paths: Sequence[Path], skip_bad: bool = False) -> ShardIndex:
             broken metadata (each naming the shard and the member), unless ``skip_bad`` leaves such samples
             out (listed in :attr:`ShardIndex.skipped`); a key in two samples (naming both places).
     """
-    import pyarrow
-
     if not paths:
         raise InputError("no shard to index")
     skipped: dict[str, str] = {}
@@ -162,10 +164,15 @@ def index_shards(paths: Sequence[Path], skip_bad: bool = False) -> ShardIndex:
     for path in paths:
         shard_keys, shard_offsets, shard_sizes, shard_extensions, shard_metadata = [], [], [], [], []
         for key, image, fields in _samples(path, skip_bad, skipped):
-            if image is None:
-                _refuse_or_skip(
-                    skip_bad, skipped, f"{path}:{key}", "no image member (jpg, jpeg, png or webp)"
-                )
+            problem = (
+                "no image member (jpg, jpeg, png or webp)"
+                if image is None
+                else f"an image member of {image.size:,} bytes (2 GiB at most)"
+                if image.size > _MAX_IMAGE_BYTES
+                else None
+            )
+            if problem:
+                _refuse_or_skip(skip_bad, skipped, f"{path}:{key}", problem)
                 continue
             shard_keys.append(key)
             shard_offsets.append(image.offset)
@@ -174,7 +181,7 @@ def index_shards(paths: Sequence[Path], skip_bad: bool = False) -> ShardIndex:
             shard_metadata.append(fields)
         keys.append(pd.Series(shard_keys, dtype="str"))
         offsets.append(np.asarray(shard_offsets, dtype=np.int64))
-        sizes.append(np.asarray(shard_sizes, dtype=np.int64))
+        sizes.append(np.asarray(shard_sizes, dtype=np.int32))
         extensions.append(pd.Categorical(shard_extensions))
         metadata.append(pd.DataFrame.from_records(shard_metadata, index=pd.RangeIndex(len(shard_keys))))
     shard = np.repeat(np.arange(len(paths), dtype=np.int32), [len(piece) for piece in keys])
@@ -190,9 +197,6 @@ def index_shards(paths: Sequence[Path], skip_bad: bool = False) -> ShardIndex:
         metadata=pd.concat(metadata, ignore_index=True),
         skipped=skipped,
     )
-    del keys, offsets, sizes, extensions, metadata
-    # Arrow's allocator keeps what the per-shard pieces took; give it back before training allocates
-    pyarrow.default_memory_pool().release_unused()
     return index
 
 

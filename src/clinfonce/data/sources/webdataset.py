@@ -28,6 +28,7 @@ import pandas as pd
 from clinfonce.data.dataset import AuxInfo, ImageDataset
 from clinfonce.data.file_backed import UserImagesOptions, finish_dataset, screen_by_loading
 from clinfonce.data.files import check_image_options, size_pair
+from clinfonce.data.memory import returning_freed_memory
 from clinfonce.data.shards import ShardImageLoader, index_shards, shard_paths
 from clinfonce.data.sources.table import RESERVED_COLUMNS, auto_column, label_names
 from clinfonce.data.splits import split_cells_or_seeded
@@ -68,6 +69,7 @@ class WebDatasetOptions(UserImagesOptions):
     )
 
 
+@returning_freed_memory()  # what building the table freed is not kept while training allocates
 def load(options: WebDatasetOptions, skip_bad: bool = False) -> ImageDataset:
     """The samples of the shards (rules in the module docstring).
 
@@ -141,9 +143,6 @@ def load(options: WebDatasetOptions, skip_bad: bool = False) -> ImageDataset:
         source=str(options.shards),
         skipped=index.skipped,
     )
-    import pyarrow  # present: shard_paths checked it
-
-    pyarrow.default_memory_pool().release_unused()  # what building the table freed, before training
     return dataset
 
 
