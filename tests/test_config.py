@@ -175,3 +175,35 @@ def test_auto_precision_is_bf16_mixed_on_cuda_with_bfloat16_only(monkeypatch) ->
         resolved_precision(train("train.strategy=ddp_fork"))
     native["bf16"] = False  # e.g. a V100 or a T4: bf16 only emulated, slow
     assert resolved_precision(train("train.accelerator=gpu")) == "32-true"
+
+
+def test_a_setting_the_backbone_does_not_read_makes_no_different_run() -> None:
+    from clinfonce.models import build_backbone
+    from clinfonce.run import config_differences
+
+    def config(backbone: str, **model) -> Config:
+        return load_config(
+            "shapes", {"model.backbone": backbone, **{f"model.{k}": v for k, v in model.items()}}
+        )
+
+    # the reference: which settings change the network build_backbone makes
+    def same_network(backbone: str, setting: str, a, b) -> bool:
+        first, second = (
+            build_backbone(backbone, **{setting: a})[0],
+            build_backbone(backbone, **{setting: b})[0],
+        )
+        return [p.shape for p in first.parameters()] == [p.shape for p in second.parameters()]
+
+    for backbone, setting, a, b in [
+        ("small", "width", 8, 16),
+        ("resnet18", "width", 8, 16),
+        ("small", "small_images", True, False),
+        ("resnet18", "small_images", True, False),
+    ]:
+        differences = config_differences(config(backbone, **{setting: a}), config(backbone, **{setting: b}))
+        assert (differences == []) == same_network(backbone, setting, a, b), (backbone, setting)
+    # a setting the old run's backbone read is a difference, even if the new one's does not
+    assert config_differences(config("small", width=8), config("resnet18", width=16)) == [
+        "model.backbone",
+        "model.width",
+    ]

@@ -23,6 +23,14 @@ if TYPE_CHECKING:
     from clinfonce.config import ModelConfig
 
 BACKBONES = ("small", "resnet18", "resnet50")
+#: ``model.*`` settings that only some backbones read (:func:`build_backbone`): the rest ignore them
+_SETTING_USERS = {"width": ("small",), "small_images": ("resnet18", "resnet50")}
+
+
+def ignored_settings(backbone: str) -> set[str]:
+    """The ``model`` settings ``backbone`` does not read (``width`` but for the small CNN, ``small_images``
+    but for the named ResNets): a difference in them makes no different run."""
+    return {setting for setting, users in _SETTING_USERS.items() if backbone not in users}
 
 
 def build_backbone(name: str, small_images: bool = False, width: int = 32) -> tuple[nn.Module, int]:

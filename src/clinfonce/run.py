@@ -436,8 +436,12 @@ def checkpoint_step(path: str | Path) -> int | None:
 
 def config_differences(old: Config, new: Config, allowed: Sequence[str] = RESUMABLE_KEYS) -> list[str]:
     """Dotted keys whose values differ between two configs, except those ``allowed`` (a key, or a prefix
-    ending in ``.``)."""
+    ending in ``.``) and the model settings neither config's backbone reads."""
+    from clinfonce.models import ignored_settings
+
     flat_old, flat_new = _flatten(old.to_dict()), _flatten(new.to_dict())
+    unread = ignored_settings(old.model.backbone) & ignored_settings(new.model.backbone)
+    allowed = [*allowed, *(f"model.{setting}" for setting in sorted(unread))]
     keys = sorted(set(flat_old) | set(flat_new))
     return [
         key
