@@ -186,7 +186,7 @@ def test_attributes_equal_to_the_labels_are_warned_about(small, tmp_path, capsys
         "n=6  clusters=2  labels=2",
     ]
     assert not any(line.startswith("note:") for line in lines)  # the warning is not repeated as a note
-    assert meta["keys"] == ["color!=blue", "color=blue"]
+    assert meta["keys"] == ["color=red", "color=blue"]
     assert pd.read_csv(out)["cluster"].tolist() == [0, 0, 1, 1, 0, 1]
 
 
@@ -199,8 +199,8 @@ def test_two_attributes_readable_keys_and_no_warning(small, tmp_path, capsys) ->
     assert not any(line.startswith("warning:") for line in lines)
     # (blue, shiny) per row: 00 is red and dull, ... ids in pattern order 00, 01, 10, 11
     assert meta["keys"] == [
-        "color!=blue & not shiny",
-        "color!=blue & shiny",
+        "color=red & not shiny",
+        "color=red & shiny",
         "color=blue & not shiny",
         "color=blue & shiny",
     ]

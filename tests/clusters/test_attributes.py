@@ -214,9 +214,9 @@ def test_two_valued_column_counts_once() -> None:
     assert result.provenance["attributes"] == ["shape=round", "shiny", "color=blue"]
     # rows as (round, shiny, blue): 110, 111, 000, 000, 001, 110 -> patterns 000, 001, 110, 111
     assert result.keys == (
-        "shape!=round & not shiny & color!=blue",
+        "shape!=round & not shiny & color=red",
         "shape!=round & not shiny & color=blue",
-        "shape=round & shiny & color!=blue",
+        "shape=round & shiny & color=red",
         "shape=round & shiny & color=blue",
     )
     assert result.ids.tolist() == [2, 3, 0, 0, 1, 2]

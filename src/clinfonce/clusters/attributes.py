@@ -27,10 +27,10 @@ The recipe of the paper (UT-Zappos50K, CUB-200-2011, Wider Attribute):
    clusters of a smaller k. Cluster ids follow the bit pattern of the cluster on the top-k attributes (in
    rank order, 0 before 1); the key of a cluster spells that combination, attributes in rank order joined
    by `` & ``: a plain binary attribute reads ``name`` or ``not name``, a categorical value ``name=value``
-   or ``name!=value``, a tag ``name:tag`` or ``no name:tag``, e.g.
-   ``leather & color!=red & not heel``. Where a cluster holds a value of a categorical column, the
-   column's other values go without saying: ``race=White & gender!=female``, not ``race=White &
-   gender!=female & race!=Black & race!=Asian``.
+   or ``name!=value`` (for a column of two values, its other value: ``gender=male``), a tag ``name:tag``
+   or ``no name:tag``, e.g. ``leather & color!=red & not heel``. Where a cluster holds a value of a
+   categorical column, the column's other values go without saying: ``race=White & gender=male``, not
+   ``race=White & gender=male & race!=Black & race!=Asian``.
 
 Missing values (NaN / None) are never guessed: a row whose value is missing in any of the top-k attributes
 gets a cluster of its own (for Cl-InfoNCE that row then behaves as in SimCLR), and the count of such rows
@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -80,6 +80,8 @@ class BinaryAttributes:
         missing_rows: source column -> ``bool [N]`` rows where it is missing (columns with none are absent).
         kinds: ``[A]`` ``"binary"`` (a 0/1 or boolean column), ``"category"`` (``col=value``) or ``"tag"``
             (``col:tag``); empty means every attribute is ``"binary"``. Only the cluster keys use it.
+        other_values: categorical column with two values -> the value its one attribute leaves out (a
+            key then reads ``col=red``, not ``col!=blue``). Only the cluster keys use it.
     """
 
     values: np.ndarray | sp.csc_array
@@ -87,6 +89,7 @@ class BinaryAttributes:
     sources: tuple[str, ...]
     missing_rows: Mapping[str, np.ndarray]
     kinds: tuple[str, ...] = ()
+    other_values: Mapping[str, str] = field(default_factory=dict)
 
     def labels(self, index: int) -> tuple[str, str]:
         """How a cluster key writes attribute ``index`` when it is 0 and when it is 1."""
@@ -94,6 +97,8 @@ class BinaryAttributes:
         kind = self.kinds[index] if self.kinds else "binary"
         if kind == "category":  # name is f"{source}={value}"; the column name may hold "=" itself
             source = self.sources[index]
+            if source in self.other_values:
+                return f"{source}={self.other_values[source]}", name
             return f"{source}!={name[len(source) + 1 :]}", name
         if kind == "tag":
             return f"no {name}", name
@@ -219,6 +224,7 @@ def binarize(
     names: list[str] = []
     sources: list[str] = []
     kinds: list[str] = []
+    other_values: dict[str, str] = {}
     missing_rows: dict[str, np.ndarray] = {}
     for name in columns:
         column = table[name]
@@ -226,8 +232,10 @@ def binarize(
         if name in binary:
             values, attribute_names, kind = None, [name], "binary"
         else:
-            values, attribute_names = _binarize_categories(column, name, bins.get(name))
+            values, attribute_names, other = _binarize_categories(column, name, bins.get(name))
             kind = "category"
+            if other is not None:
+                other_values[name] = other
         if missing is not None and missing.any():
             missing_rows[name] = missing
         blocks.append(values)
@@ -251,6 +259,7 @@ def binarize(
         sources=tuple(sources),
         missing_rows=missing_rows,
         kinds=tuple(kinds),
+        other_values=other_values,
     )
 
 
@@ -473,7 +482,9 @@ def _ones(table: pd.DataFrame, names: Sequence[str]) -> np.ndarray:
 
 def _binarize_categories(
     column: pd.Series, name: str, binning: int | Sequence[float] | None
-) -> tuple[np.ndarray, list[str]]:
+) -> tuple[np.ndarray, list[str], str | None]:
+    """``(bool [N, m] one-hot values, [m] attribute names, the value a two-valued column's one attribute
+    leaves out, else None)``."""
     if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
         if binning is None:
             raise InputError(
@@ -490,9 +501,9 @@ def _binarize_categories(
             "identifier or free text? Use it as a tag column or bin it"
         )
     if len(categories) == 2:  # complementary one-hot attributes: keep the first, count the column once
-        return (codes == 0)[:, None], [f"{name}={categories[0]}"]
+        return (codes == 0)[:, None], [f"{name}={categories[0]}"], str(categories[1])
     values = codes[:, None] == np.arange(len(categories))[None, :]
-    return values, [f"{name}={category}" for category in categories]
+    return values, [f"{name}={category}" for category in categories], None
 
 
 def _bin(column: pd.Series, name: str, binning: int | Sequence[float]) -> pd.Series:
