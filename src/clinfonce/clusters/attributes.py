@@ -91,10 +91,14 @@ class BinaryAttributes:
     kinds: tuple[str, ...] = ()
     other_values: Mapping[str, str] = field(default_factory=dict)
 
+    def kind(self, index: int) -> str:
+        """``"binary"``, ``"category"`` or ``"tag"``: what attribute ``index`` was made from."""
+        return self.kinds[index] if self.kinds else "binary"
+
     def labels(self, index: int) -> tuple[str, str]:
         """How a cluster key writes attribute ``index`` when it is 0 and when it is 1."""
         name = self.names[index]
-        kind = self.kinds[index] if self.kinds else "binary"
+        kind = self.kind(index)
         if kind == "category":  # name is f"{source}={value}"; the column name may hold "=" itself
             source = self.sources[index]
             if source in self.other_values:
@@ -348,10 +352,7 @@ def attribute_clusters(
     keys = _pattern_keys(
         patterns,
         [attributes.labels(int(i)) for i in top],
-        [
-            attributes.sources[i] if attributes.kinds and attributes.kinds[i] == "category" else None
-            for i in top
-        ],
+        [attributes.sources[i] if attributes.kind(int(i)) == "category" else None for i in top],
     )
     provenance = {
         "method": "attributes",

@@ -130,7 +130,7 @@ def load(options: WebDatasetOptions, skip_bad: bool = False) -> ImageDataset:
         )
         return made, table.drop(columns=_SAMPLE)
 
-    dataset = finish_dataset(
+    return finish_dataset(
         "webdataset",
         table,
         options,
@@ -143,7 +143,6 @@ def load(options: WebDatasetOptions, skip_bad: bool = False) -> ImageDataset:
         source=str(options.shards),
         skipped=index.skipped,
     )
-    return dataset
 
 
 __all__ = ["WebDatasetOptions", "load"]
